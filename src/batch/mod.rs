@@ -1,0 +1,3 @@
+//! Batcher: groups each exporter's input into export-sized batches.
+
+pub mod config;

@@ -1,0 +1,574 @@
+//! The OTLP message shapes as static tables, and the walk that checks a
+//! received request against them and counts its items.
+//!
+//! The walk replaces a full prost decode at the receiver: it proves the bytes
+//! are a well-formed `Export*ServiceRequest` (wire types, lengths, UTF-8,
+//! nesting) and counts spans, data points and log records, without allocating.
+//! Unknown fields are skipped, as protobuf requires for forward compatibility.
+
+use super::wire::{Reader, Value, WireError, WireType};
+use super::Signal;
+
+/// How a known field is encoded.
+#[derive(Debug, Clone, Copy)]
+pub enum Kind {
+    /// A nested message of this shape.
+    Message(&'static Schema),
+    Str,
+    Bytes,
+    Varint,
+    Fixed64,
+    Fixed32,
+    /// `repeated fixed64` / `repeated double`: packed or one per field.
+    RepeatedFixed64,
+    /// `repeated uint64`: packed or one per field.
+    RepeatedVarint,
+}
+
+/// One known field of a message.
+#[derive(Debug)]
+pub struct FieldDef {
+    pub number: u32,
+    pub name: &'static str,
+    pub kind: Kind,
+}
+
+/// Special checks for a message beyond its field shapes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Check {
+    None,
+    /// A span: trace_id (1) must be 16 non-zero bytes and span_id (2) 8 non-zero bytes.
+    SpanIds,
+}
+
+/// The shape of one protobuf message.
+#[derive(Debug)]
+pub struct Schema {
+    pub name: &'static str,
+    pub fields: &'static [FieldDef],
+    /// Whether one occurrence of this message is one item of its signal.
+    pub item: bool,
+    pub check: Check,
+}
+
+impl Schema {
+    #[inline]
+    fn field(&self, number: u32) -> Option<&FieldDef> {
+        self.fields.iter().find(|f| f.number == number)
+    }
+}
+
+const fn f(number: u32, name: &'static str, kind: Kind) -> FieldDef {
+    FieldDef { number, name, kind }
+}
+
+const fn msg(name: &'static str, fields: &'static [FieldDef]) -> Schema {
+    Schema {
+        name,
+        fields,
+        item: false,
+        check: Check::None,
+    }
+}
+
+const fn item(name: &'static str, fields: &'static [FieldDef]) -> Schema {
+    Schema {
+        name,
+        fields,
+        item: true,
+        check: Check::None,
+    }
+}
+
+use Kind::{Bytes, Fixed32, Fixed64, Message as M, RepeatedFixed64, RepeatedVarint, Str, Varint};
+
+// --- common/v1 and resource/v1 ---
+pub static ANY_VALUE: Schema = msg(
+    "AnyValue",
+    &[
+        f(1, "string_value", Str),
+        f(2, "bool_value", Varint),
+        f(3, "int_value", Varint),
+        f(4, "double_value", Fixed64),
+        f(5, "array_value", M(&ARRAY_VALUE)),
+        f(6, "kvlist_value", M(&KEY_VALUE_LIST)),
+        f(7, "bytes_value", Bytes),
+        f(8, "string_value_strindex", Varint),
+    ],
+);
+pub static ARRAY_VALUE: Schema = msg("ArrayValue", &[f(1, "values", M(&ANY_VALUE))]);
+pub static KEY_VALUE_LIST: Schema = msg("KeyValueList", &[f(1, "values", M(&KEY_VALUE))]);
+pub static KEY_VALUE: Schema = msg(
+    "KeyValue",
+    &[
+        f(1, "key", Str),
+        f(2, "value", M(&ANY_VALUE)),
+        f(3, "key_strindex", Varint),
+    ],
+);
+pub static SCOPE: Schema = msg(
+    "InstrumentationScope",
+    &[
+        f(1, "name", Str),
+        f(2, "version", Str),
+        f(3, "attributes", M(&KEY_VALUE)),
+        f(4, "dropped_attributes_count", Varint),
+    ],
+);
+pub static ENTITY_REF: Schema = msg(
+    "EntityRef",
+    &[
+        f(1, "schema_url", Str),
+        f(2, "type", Str),
+        f(3, "id_keys", Str),
+        f(4, "description_keys", Str),
+    ],
+);
+pub static RESOURCE: Schema = msg(
+    "Resource",
+    &[
+        f(1, "attributes", M(&KEY_VALUE)),
+        f(2, "dropped_attributes_count", Varint),
+        f(3, "entity_refs", M(&ENTITY_REF)),
+    ],
+);
+
+// --- trace/v1 ---
+pub static TRACE_REQUEST: Schema = msg(
+    "ExportTraceServiceRequest",
+    &[f(1, "resource_spans", M(&RESOURCE_SPANS))],
+);
+pub static RESOURCE_SPANS: Schema = msg(
+    "ResourceSpans",
+    &[
+        f(1, "resource", M(&RESOURCE)),
+        f(2, "scope_spans", M(&SCOPE_SPANS)),
+        f(3, "schema_url", Str),
+    ],
+);
+pub static SCOPE_SPANS: Schema = msg(
+    "ScopeSpans",
+    &[
+        f(1, "scope", M(&SCOPE)),
+        f(2, "spans", M(&SPAN)),
+        f(3, "schema_url", Str),
+    ],
+);
+pub static SPAN: Schema = Schema {
+    name: "Span",
+    fields: &[
+        f(1, "trace_id", Bytes),
+        f(2, "span_id", Bytes),
+        f(3, "trace_state", Str),
+        f(4, "parent_span_id", Bytes),
+        f(5, "name", Str),
+        f(6, "kind", Varint),
+        f(7, "start_time_unix_nano", Fixed64),
+        f(8, "end_time_unix_nano", Fixed64),
+        f(9, "attributes", M(&KEY_VALUE)),
+        f(10, "dropped_attributes_count", Varint),
+        f(11, "events", M(&SPAN_EVENT)),
+        f(12, "dropped_events_count", Varint),
+        f(13, "links", M(&SPAN_LINK)),
+        f(14, "dropped_links_count", Varint),
+        f(15, "status", M(&STATUS)),
+        f(16, "flags", Fixed32),
+    ],
+    item: true,
+    check: Check::SpanIds,
+};
+pub static SPAN_EVENT: Schema = msg(
+    "Span.Event",
+    &[
+        f(1, "time_unix_nano", Fixed64),
+        f(2, "name", Str),
+        f(3, "attributes", M(&KEY_VALUE)),
+        f(4, "dropped_attributes_count", Varint),
+    ],
+);
+pub static SPAN_LINK: Schema = msg(
+    "Span.Link",
+    &[
+        f(1, "trace_id", Bytes),
+        f(2, "span_id", Bytes),
+        f(3, "trace_state", Str),
+        f(4, "attributes", M(&KEY_VALUE)),
+        f(5, "dropped_attributes_count", Varint),
+        f(6, "flags", Fixed32),
+    ],
+);
+pub static STATUS: Schema = msg("Status", &[f(2, "message", Str), f(3, "code", Varint)]);
+
+// --- logs/v1 ---
+pub static LOGS_REQUEST: Schema = msg(
+    "ExportLogsServiceRequest",
+    &[f(1, "resource_logs", M(&RESOURCE_LOGS))],
+);
+pub static RESOURCE_LOGS: Schema = msg(
+    "ResourceLogs",
+    &[
+        f(1, "resource", M(&RESOURCE)),
+        f(2, "scope_logs", M(&SCOPE_LOGS)),
+        f(3, "schema_url", Str),
+    ],
+);
+pub static SCOPE_LOGS: Schema = msg(
+    "ScopeLogs",
+    &[
+        f(1, "scope", M(&SCOPE)),
+        f(2, "log_records", M(&LOG_RECORD)),
+        f(3, "schema_url", Str),
+    ],
+);
+pub static LOG_RECORD: Schema = item(
+    "LogRecord",
+    &[
+        f(1, "time_unix_nano", Fixed64),
+        f(11, "observed_time_unix_nano", Fixed64),
+        f(2, "severity_number", Varint),
+        f(3, "severity_text", Str),
+        f(5, "body", M(&ANY_VALUE)),
+        f(6, "attributes", M(&KEY_VALUE)),
+        f(7, "dropped_attributes_count", Varint),
+        f(8, "flags", Fixed32),
+        f(9, "trace_id", Bytes),
+        f(10, "span_id", Bytes),
+        f(12, "event_name", Str),
+    ],
+);
+
+// --- metrics/v1 ---
+pub static METRICS_REQUEST: Schema = msg(
+    "ExportMetricsServiceRequest",
+    &[f(1, "resource_metrics", M(&RESOURCE_METRICS))],
+);
+pub static RESOURCE_METRICS: Schema = msg(
+    "ResourceMetrics",
+    &[
+        f(1, "resource", M(&RESOURCE)),
+        f(2, "scope_metrics", M(&SCOPE_METRICS)),
+        f(3, "schema_url", Str),
+    ],
+);
+pub static SCOPE_METRICS: Schema = msg(
+    "ScopeMetrics",
+    &[
+        f(1, "scope", M(&SCOPE)),
+        f(2, "metrics", M(&METRIC)),
+        f(3, "schema_url", Str),
+    ],
+);
+pub static METRIC: Schema = msg(
+    "Metric",
+    &[
+        f(1, "name", Str),
+        f(2, "description", Str),
+        f(3, "unit", Str),
+        f(5, "gauge", M(&GAUGE)),
+        f(7, "sum", M(&SUM)),
+        f(9, "histogram", M(&HISTOGRAM)),
+        f(10, "exponential_histogram", M(&EXP_HISTOGRAM)),
+        f(11, "summary", M(&SUMMARY)),
+        f(12, "metadata", M(&KEY_VALUE)),
+    ],
+);
+pub static GAUGE: Schema = msg("Gauge", &[f(1, "data_points", M(&NUMBER_POINT))]);
+pub static SUM: Schema = msg(
+    "Sum",
+    &[
+        f(1, "data_points", M(&NUMBER_POINT)),
+        f(2, "aggregation_temporality", Varint),
+        f(3, "is_monotonic", Varint),
+    ],
+);
+pub static HISTOGRAM: Schema = msg(
+    "Histogram",
+    &[
+        f(1, "data_points", M(&HISTOGRAM_POINT)),
+        f(2, "aggregation_temporality", Varint),
+    ],
+);
+pub static EXP_HISTOGRAM: Schema = msg(
+    "ExponentialHistogram",
+    &[
+        f(1, "data_points", M(&EXP_HISTOGRAM_POINT)),
+        f(2, "aggregation_temporality", Varint),
+    ],
+);
+pub static SUMMARY: Schema = msg("Summary", &[f(1, "data_points", M(&SUMMARY_POINT))]);
+pub static EXEMPLAR: Schema = msg(
+    "Exemplar",
+    &[
+        f(7, "filtered_attributes", M(&KEY_VALUE)),
+        f(2, "time_unix_nano", Fixed64),
+        f(3, "as_double", Fixed64),
+        f(6, "as_int", Fixed64),
+        f(4, "span_id", Bytes),
+        f(5, "trace_id", Bytes),
+    ],
+);
+pub static NUMBER_POINT: Schema = item(
+    "NumberDataPoint",
+    &[
+        f(7, "attributes", M(&KEY_VALUE)),
+        f(2, "start_time_unix_nano", Fixed64),
+        f(3, "time_unix_nano", Fixed64),
+        f(4, "as_double", Fixed64),
+        f(6, "as_int", Fixed64),
+        f(5, "exemplars", M(&EXEMPLAR)),
+        f(8, "flags", Varint),
+    ],
+);
+pub static HISTOGRAM_POINT: Schema = item(
+    "HistogramDataPoint",
+    &[
+        f(9, "attributes", M(&KEY_VALUE)),
+        f(2, "start_time_unix_nano", Fixed64),
+        f(3, "time_unix_nano", Fixed64),
+        f(4, "count", Fixed64),
+        f(5, "sum", Fixed64),
+        f(6, "bucket_counts", RepeatedFixed64),
+        f(7, "explicit_bounds", RepeatedFixed64),
+        f(8, "exemplars", M(&EXEMPLAR)),
+        f(10, "flags", Varint),
+        f(11, "min", Fixed64),
+        f(12, "max", Fixed64),
+    ],
+);
+pub static EXP_BUCKETS: Schema = msg(
+    "ExponentialHistogramDataPoint.Buckets",
+    &[f(1, "offset", Varint), f(2, "bucket_counts", RepeatedVarint)],
+);
+pub static EXP_HISTOGRAM_POINT: Schema = item(
+    "ExponentialHistogramDataPoint",
+    &[
+        f(1, "attributes", M(&KEY_VALUE)),
+        f(2, "start_time_unix_nano", Fixed64),
+        f(3, "time_unix_nano", Fixed64),
+        f(4, "count", Fixed64),
+        f(5, "sum", Fixed64),
+        f(6, "scale", Varint),
+        f(7, "zero_count", Fixed64),
+        f(8, "positive", M(&EXP_BUCKETS)),
+        f(9, "negative", M(&EXP_BUCKETS)),
+        f(10, "flags", Varint),
+        f(11, "exemplars", M(&EXEMPLAR)),
+        f(12, "min", Fixed64),
+        f(13, "max", Fixed64),
+        f(14, "zero_threshold", Fixed64),
+    ],
+);
+pub static VALUE_AT_QUANTILE: Schema = msg(
+    "SummaryDataPoint.ValueAtQuantile",
+    &[f(1, "quantile", Fixed64), f(2, "value", Fixed64)],
+);
+pub static SUMMARY_POINT: Schema = item(
+    "SummaryDataPoint",
+    &[
+        f(7, "attributes", M(&KEY_VALUE)),
+        f(2, "start_time_unix_nano", Fixed64),
+        f(3, "time_unix_nano", Fixed64),
+        f(4, "count", Fixed64),
+        f(5, "sum", Fixed64),
+        f(6, "quantile_values", M(&VALUE_AT_QUANTILE)),
+        f(8, "flags", Varint),
+    ],
+);
+
+/// The request message of a signal.
+pub fn request_schema(signal: Signal) -> &'static Schema {
+    match signal {
+        Signal::Traces => &TRACE_REQUEST,
+        Signal::Metrics => &METRICS_REQUEST,
+        Signal::Logs => &LOGS_REQUEST,
+    }
+}
+
+/// Same limit as prost's default recursion limit.
+pub const MAX_DEPTH: usize = 100;
+
+/// What the walk found in a well-formed request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Census {
+    /// Items (spans, data points, log records), valid or not.
+    pub items: u64,
+    /// Items that fail a [`Check`] (spans with an invalid trace or span id).
+    pub invalid_items: u64,
+}
+
+/// Checks `buf` against `schema` and counts its items.
+///
+/// # Errors
+/// The first malformation found, naming the message and field.
+pub fn walk(schema: &'static Schema, buf: &[u8]) -> Result<Census, WireError> {
+    let mut census = Census::default();
+    walk_message(schema, buf, 0, &mut census)?;
+    Ok(census)
+}
+
+fn walk_message(
+    schema: &'static Schema,
+    buf: &[u8],
+    depth: usize,
+    census: &mut Census,
+) -> Result<(), WireError> {
+    if depth >= MAX_DEPTH {
+        return Err(WireError::TooDeep(MAX_DEPTH));
+    }
+    let mut reader = Reader::new(buf);
+    let mut ids_ok = [false, false];
+    while let Some(field) = reader.next_field() {
+        let field = field?;
+        let Some(def) = schema.field(field.number) else {
+            continue;
+        };
+        let wrong = |found| WireError::WrongWireType {
+            message: schema.name,
+            field: def.name,
+            found,
+        };
+        match (def.kind, field.value) {
+            (Kind::Message(inner), Value::Len(bytes)) => {
+                if inner.item {
+                    census.items += 1;
+                }
+                walk_message(inner, bytes, depth + 1, census)?;
+            }
+            (Kind::Str, Value::Len(bytes)) => {
+                if std::str::from_utf8(bytes).is_err() {
+                    return Err(WireError::InvalidUtf8 {
+                        message: schema.name,
+                        field: def.name,
+                    });
+                }
+            }
+            (Kind::Bytes, Value::Len(bytes)) => {
+                if schema.check == Check::SpanIds {
+                    match field.number {
+                        1 => ids_ok[0] = valid_id(bytes, 16),
+                        2 => ids_ok[1] = valid_id(bytes, 8),
+                        _ => {}
+                    }
+                }
+            }
+            (Kind::Varint, Value::Varint(_))
+            | (Kind::Fixed64, Value::Fixed64(_))
+            | (Kind::Fixed32, Value::Fixed32(_))
+            | (Kind::RepeatedFixed64, Value::Fixed64(_))
+            | (Kind::RepeatedVarint, Value::Varint(_)) => {}
+            (Kind::RepeatedFixed64, Value::Len(bytes)) => {
+                if bytes.len() % 8 != 0 {
+                    return Err(WireError::Truncated);
+                }
+            }
+            (Kind::RepeatedVarint, Value::Len(mut bytes)) => {
+                while !bytes.is_empty() {
+                    let (_, used) = super::wire::read_varint(bytes)?;
+                    bytes = &bytes[used..];
+                }
+            }
+            (_, value) => return Err(wrong(value.wire_type())),
+        }
+    }
+    if schema.check == Check::SpanIds && !(ids_ok[0] && ids_ok[1]) {
+        census.invalid_items += 1;
+    }
+    Ok(())
+}
+
+/// An id is valid when it has exactly `len` bytes and is not all zero.
+#[inline]
+pub fn valid_id(bytes: &[u8], len: usize) -> bool {
+    bytes.len() == len && bytes.iter().any(|&b| b != 0)
+}
+
+/// Unused-import guard for the `WireType` re-export in error messages.
+#[allow(dead_code)]
+const _: Option<WireType> = None;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    use prost::Message;
+
+    fn request(spans: Vec<Span>) -> Vec<u8> {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn span(trace: u8, span: u8) -> Span {
+        Span {
+            trace_id: vec![trace; 16],
+            span_id: vec![span; 8],
+            name: "op".into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn counts_spans_and_flags_invalid_ids() {
+        let mut bad = span(1, 2);
+        bad.trace_id = vec![0; 16];
+        let mut short = span(1, 2);
+        short.span_id = vec![1; 3];
+        let buf = request(vec![span(1, 2), bad, short, span(3, 4)]);
+        let census = walk(&TRACE_REQUEST, &buf).unwrap();
+        assert_eq!(
+            census,
+            Census {
+                items: 4,
+                invalid_items: 2
+            }
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_field() {
+        let mut buf = request(vec![span(1, 2)]);
+        let pos = buf.windows(2).position(|w| w == b"op").unwrap();
+        buf[pos] = 0xff;
+        let err = walk(&TRACE_REQUEST, &buf).unwrap_err();
+        assert_eq!(err.to_string(), "Span.name: invalid UTF-8 in string");
+    }
+
+    #[test]
+    fn wrong_wire_type_is_refused() {
+        // field 1 (resource_spans) as a varint
+        let err = walk(&TRACE_REQUEST, &[0x08, 0x01]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "ExportTraceServiceRequest.resource_spans: wrong wire type Varint"
+        );
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_without_overflow() {
+        // AnyValue { array_value { values: AnyValue { array_value ... } } } nested 200 deep
+        let mut inner: Vec<u8> = Vec::new();
+        for _ in 0..200 {
+            let mut array = Vec::new();
+            super::super::wire::put_len_field(&mut array, 1, &inner);
+            let mut any = Vec::new();
+            super::super::wire::put_len_field(&mut any, 5, &array);
+            inner = any;
+        }
+        assert_eq!(walk(&ANY_VALUE, &inner), Err(WireError::TooDeep(MAX_DEPTH)));
+    }
+
+    #[test]
+    fn unknown_fields_are_skipped() {
+        let mut buf = request(vec![span(1, 2)]);
+        buf.extend_from_slice(&[0xf8, 0x01, 0x05]); // field 31 varint 5
+        assert_eq!(walk(&TRACE_REQUEST, &buf).unwrap().items, 1);
+    }
+}

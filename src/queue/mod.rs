@@ -1,0 +1,3 @@
+//! Queues between the batcher and the exporter, and the retry around sends.
+
+pub mod config;

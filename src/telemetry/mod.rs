@@ -1,0 +1,3 @@
+//! The gateway's own telemetry: metrics, logs, `/health`, `/ready`, `/metrics`.
+
+pub mod config;
