@@ -23,3 +23,5 @@ pub mod batch;
 pub mod queue;
 pub mod exporter;
 pub mod telemetry;
+#[doc(hidden)]
+pub mod testkit;

@@ -1,0 +1,1 @@
+//! Per-trace regrouping of spans (being written).

@@ -1,0 +1,1 @@
+//! Zero-copy read views over encoded spans (being written).

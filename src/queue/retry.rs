@@ -1,0 +1,1 @@
+//! Retry with exponential backoff and jitter (being written).

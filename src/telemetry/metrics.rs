@@ -1,0 +1,92 @@
+//! Every metric the gateway exports: names, labels and descriptions in one place.
+//!
+//! Label values are bounded: `signal` (3), `transport` (`grpc`/`http`),
+//! `reason` (the constants below), `exporter` (ids from config.toml), `stage`
+//! (stage names), `trigger` (`size`/`timeout`/`shutdown`).
+
+use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
+
+// --- receiver ---
+/// Requests received, by `signal`, `transport`, `outcome` (`accepted`, `refused`).
+pub const RECEIVER_REQUESTS: &str = "otlp_gateway_receiver_requests_total";
+/// Items in well-formed requests, by `signal`, `transport`.
+pub const RECEIVER_ITEMS_RECEIVED: &str = "otlp_gateway_receiver_items_received_total";
+/// Items acknowledged to the client, by `signal`, `transport`.
+pub const RECEIVER_ITEMS_ACCEPTED: &str = "otlp_gateway_receiver_items_accepted_total";
+/// Items refused, by `signal`, `transport`, `reason`.
+pub const RECEIVER_ITEMS_REFUSED: &str = "otlp_gateway_receiver_items_refused_total";
+/// Requests refused before their items could be counted, by `signal`, `transport`, `reason`.
+pub const RECEIVER_REQUESTS_REFUSED: &str = "otlp_gateway_receiver_requests_refused_total";
+/// Time from request head to response, by `signal`, `transport`.
+pub const RECEIVER_REQUEST_DURATION: &str = "otlp_gateway_receiver_request_duration_seconds";
+/// Received body size before decompression, by `signal`, `transport`.
+pub const RECEIVER_REQUEST_BYTES: &str = "otlp_gateway_receiver_request_bytes";
+
+// --- pipeline stages ---
+pub const STAGE_ITEMS_IN: &str = "otlp_gateway_stage_items_in_total";
+pub const STAGE_ITEMS_OUT: &str = "otlp_gateway_stage_items_out_total";
+pub const STAGE_ERRORS: &str = "otlp_gateway_stage_errors_total";
+
+// --- batcher ---
+/// Items per flushed batch, by `exporter`, `signal`.
+pub const BATCH_ITEMS: &str = "otlp_gateway_batch_items";
+/// Flushes, by `exporter`, `signal`, `trigger`.
+pub const BATCH_FLUSHES: &str = "otlp_gateway_batch_flushes_total";
+
+// --- queue ---
+/// Items held for an exporter (batching, queued and in flight), by `exporter`, `signal`.
+pub const QUEUE_ITEMS: &str = "otlp_gateway_queue_items";
+/// Capacity of that queue in items, by `exporter`, `signal`.
+pub const QUEUE_CAPACITY: &str = "otlp_gateway_queue_capacity_items";
+
+// --- exporter ---
+/// Items delivered, by `exporter`, `signal`.
+pub const EXPORTER_ITEMS_SENT: &str = "otlp_gateway_exporter_items_sent_total";
+/// Items in failed attempts (each attempt counts), by `exporter`, `signal`, `reason`.
+pub const EXPORTER_ITEMS_FAILED: &str = "otlp_gateway_exporter_items_failed_total";
+/// Items given up on, by `exporter`, `signal`, `reason`.
+pub const EXPORTER_ITEMS_DROPPED: &str = "otlp_gateway_exporter_items_dropped_total";
+/// Retries scheduled, by `exporter`, `signal`.
+pub const EXPORTER_RETRIES: &str = "otlp_gateway_exporter_retries_total";
+/// Duration of one export attempt, by `exporter`, `signal`.
+pub const EXPORTER_REQUEST_DURATION: &str = "otlp_gateway_exporter_request_duration_seconds";
+
+/// Values of the `reason` label.
+pub mod reason {
+    pub const INVALID: &str = "invalid";
+    pub const TOO_LARGE: &str = "too_large";
+    pub const UNSUPPORTED: &str = "unsupported";
+    pub const BACKPRESSURE: &str = "backpressure";
+    pub const SHUTTING_DOWN: &str = "shutting_down";
+    pub const INVALID_ITEM: &str = "invalid_item";
+    pub const NO_PIPELINE: &str = "no_pipeline";
+    pub const RETRYABLE: &str = "retryable";
+    pub const PERMANENT: &str = "permanent";
+    pub const RETRIES_EXHAUSTED: &str = "retries_exhausted";
+    pub const PARTIAL_SUCCESS: &str = "partial_success";
+    pub const QUEUE_FULL: &str = "queue_full";
+    pub const SHUTDOWN: &str = "shutdown";
+}
+
+/// Registers descriptions and units with the installed recorder.
+pub fn describe() {
+    describe_counter!(RECEIVER_REQUESTS, "OTLP export requests received.");
+    describe_counter!(RECEIVER_ITEMS_RECEIVED, "Items in well-formed requests.");
+    describe_counter!(RECEIVER_ITEMS_ACCEPTED, "Items acknowledged to the client.");
+    describe_counter!(RECEIVER_ITEMS_REFUSED, "Items refused, by reason.");
+    describe_counter!(RECEIVER_REQUESTS_REFUSED, "Requests refused before decoding, by reason.");
+    describe_histogram!(RECEIVER_REQUEST_DURATION, Unit::Seconds, "Receive request duration.");
+    describe_histogram!(RECEIVER_REQUEST_BYTES, Unit::Bytes, "Received body size (compressed).");
+    describe_counter!(STAGE_ITEMS_IN, "Items entering a pipeline stage.");
+    describe_counter!(STAGE_ITEMS_OUT, "Items leaving a pipeline stage.");
+    describe_counter!(STAGE_ERRORS, "Batches a stage failed on.");
+    describe_histogram!(BATCH_ITEMS, "Items per flushed batch.");
+    describe_counter!(BATCH_FLUSHES, "Batch flushes, by trigger.");
+    describe_gauge!(QUEUE_ITEMS, "Items held for an exporter: batching, queued and in flight.");
+    describe_gauge!(QUEUE_CAPACITY, "Capacity of an exporter's queue in items.");
+    describe_counter!(EXPORTER_ITEMS_SENT, "Items delivered by an exporter.");
+    describe_counter!(EXPORTER_ITEMS_FAILED, "Items in failed export attempts.");
+    describe_counter!(EXPORTER_ITEMS_DROPPED, "Items an exporter gave up on, by reason.");
+    describe_counter!(EXPORTER_RETRIES, "Export retries scheduled.");
+    describe_histogram!(EXPORTER_REQUEST_DURATION, Unit::Seconds, "Export attempt duration.");
+}

@@ -1,0 +1,1 @@
+//! Builders of realistic OTLP payloads for tests and benches (being written).
