@@ -70,12 +70,7 @@ impl Ingest {
     }
 
     /// A handle with one channel of `capacity` per signal, for tests and benches.
-    pub fn channels(
-        capacity: usize,
-    ) -> (
-        Ingest,
-        [mpsc::Receiver<Submission>; 3],
-    ) {
+    pub fn channels(capacity: usize) -> (Ingest, [mpsc::Receiver<Submission>; 3]) {
         let (t, tr) = mpsc::channel(capacity);
         let (m, mr) = mpsc::channel(capacity);
         let (l, lr) = mpsc::channel(capacity);

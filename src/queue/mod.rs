@@ -1,4 +1,84 @@
-//! Queues between the batcher and the exporter, and the retry around sends.
+//! Between the batcher and the exporter: a bounded queue per exporter, the
+//! workers that drain it, and the retry around each send.
+//!
+//! # Backpressure
+//! Every exporter has an [`ItemBudget`] (`sending_queue.queue_size` items).
+//! The pipeline reserves a batch's items before handing it to the exporter's
+//! batcher; the [`Reservation`] travels with the items through batching, the
+//! queue and the export attempts, and is released only when they are
+//! delivered or given up. A full budget refuses new data at once, which the
+//! receiver turns into a retryable answer: memory stays bounded and nothing
+//! acknowledged is dropped for lack of room.
+//!
+//! # Queue contract
+//! [`Queue`] is what the batcher pushes to and the workers pop from. The
+//! in-memory [`MemoryQueue`] implements it today; a disk queue (offline
+//! buffering that survives restarts) implements the same trait, acking a
+//! [`Delivery`] only after the export finished.
 
+pub mod budget;
 pub mod config;
+pub mod memory;
 pub mod retry;
+pub mod sender;
+
+use std::future::Future;
+
+pub use budget::{ItemBudget, Reservation};
+pub use memory::MemoryQueue;
+
+use crate::model::Batch;
+
+/// A batch with the items it holds against its exporter's budget.
+#[derive(Debug)]
+pub struct QueuedBatch {
+    pub batch: Batch,
+    pub reservation: Reservation,
+}
+
+/// Why a queue refused an item.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueueError {
+    #[error("queue is closed")]
+    Closed,
+}
+
+/// A batch popped from a queue; finishing it (dropping or [`Delivery::ack`])
+/// releases its items. A durable queue deletes it only on `ack`.
+#[derive(Debug)]
+pub struct Delivery {
+    item: QueuedBatch,
+}
+
+impl Delivery {
+    pub fn in_memory(item: QueuedBatch) -> Self {
+        Delivery { item }
+    }
+
+    pub fn batch(&self) -> &Batch {
+        &self.item.batch
+    }
+
+    /// Items this delivery holds against its exporter's budget.
+    pub fn item_reservation_items(&self) -> u64 {
+        self.item.reservation.items()
+    }
+
+    /// The batch is done with: delivered or given up, either way counted.
+    pub fn ack(self) {}
+}
+
+/// A bounded FIFO of batches for one exporter, shared by its workers.
+pub trait Queue: Send + Sync + 'static {
+    /// Appends `item`, waiting while the queue is at its message bound.
+    fn push(&self, item: QueuedBatch) -> impl Future<Output = Result<(), QueueError>> + Send;
+    /// The oldest batch; `None` once the queue is closed and empty.
+    fn pop(&self) -> impl Future<Output = Option<Delivery>> + Send;
+    /// Refuses further pushes; pops drain what is left.
+    fn close(&self);
+    /// Batches waiting.
+    fn len(&self) -> usize;
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

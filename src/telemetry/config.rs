@@ -8,9 +8,9 @@ use crate::config::types::HumanDuration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ServiceConfig {
-    /// On SIGTERM/SIGINT: how long queued data may drain before exit. Default `"30s"`.
+    /// On SIGTERM/SIGINT: how long queued data may drain before exit. Duration. Default `"30s"`.
     pub shutdown_timeout: HumanDuration,
-    /// Own logs.
+    /// `[service.logs]`: the gateway's own logs. Default: `"info"`, text.
     pub logs: LogsConfig,
 }
 
@@ -35,8 +35,8 @@ pub enum LogFormat {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogsConfig {
-    /// Filter in `RUST_LOG` syntax (`"info"`, `"otlp_gateway=debug"`). `RUST_LOG`, when set, wins.
-    /// Default `"info"`.
+    /// Filter in `RUST_LOG` syntax (`"info"`, `"warn,otlp_gateway=debug"`); checked by
+    /// `check-config`. `RUST_LOG`, when set, wins. Default `"info"`.
     pub level: String,
     /// `"text"` or `"json"`. Default `"text"`.
     pub format: LogFormat,
@@ -55,9 +55,11 @@ impl Default for LogsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AdminConfig {
-    /// Listen address. Default `"127.0.0.1:8888"`.
+    /// Listen address, `IP:port`; must not clash with a receiver's. Default `"127.0.0.1:8888"`;
+    /// use `"0.0.0.0:8888"` in a container.
     pub endpoint: String,
-    /// `/ready` fails while any exporter queue is fuller than this share of its capacity. Default `0.9`.
+    /// `/ready` fails while any exporter queue is fuller than this share of its capacity.
+    /// Greater than 0 and at most 1. Default `0.9`.
     pub ready_queue_high_water: f64,
 }
 

@@ -74,19 +74,40 @@ pub fn describe() {
     describe_counter!(RECEIVER_ITEMS_RECEIVED, "Items in well-formed requests.");
     describe_counter!(RECEIVER_ITEMS_ACCEPTED, "Items acknowledged to the client.");
     describe_counter!(RECEIVER_ITEMS_REFUSED, "Items refused, by reason.");
-    describe_counter!(RECEIVER_REQUESTS_REFUSED, "Requests refused before decoding, by reason.");
-    describe_histogram!(RECEIVER_REQUEST_DURATION, Unit::Seconds, "Receive request duration.");
-    describe_histogram!(RECEIVER_REQUEST_BYTES, Unit::Bytes, "Received body size (compressed).");
+    describe_counter!(
+        RECEIVER_REQUESTS_REFUSED,
+        "Requests refused before decoding, by reason."
+    );
+    describe_histogram!(
+        RECEIVER_REQUEST_DURATION,
+        Unit::Seconds,
+        "Receive request duration."
+    );
+    describe_histogram!(
+        RECEIVER_REQUEST_BYTES,
+        Unit::Bytes,
+        "Received body size (compressed)."
+    );
     describe_counter!(STAGE_ITEMS_IN, "Items entering a pipeline stage.");
     describe_counter!(STAGE_ITEMS_OUT, "Items leaving a pipeline stage.");
     describe_counter!(STAGE_ERRORS, "Batches a stage failed on.");
     describe_histogram!(BATCH_ITEMS, "Items per flushed batch.");
     describe_counter!(BATCH_FLUSHES, "Batch flushes, by trigger.");
-    describe_gauge!(QUEUE_ITEMS, "Items held for an exporter: batching, queued and in flight.");
+    describe_gauge!(
+        QUEUE_ITEMS,
+        "Items held for an exporter: batching, queued and in flight."
+    );
     describe_gauge!(QUEUE_CAPACITY, "Capacity of an exporter's queue in items.");
     describe_counter!(EXPORTER_ITEMS_SENT, "Items delivered by an exporter.");
     describe_counter!(EXPORTER_ITEMS_FAILED, "Items in failed export attempts.");
-    describe_counter!(EXPORTER_ITEMS_DROPPED, "Items an exporter gave up on, by reason.");
+    describe_counter!(
+        EXPORTER_ITEMS_DROPPED,
+        "Items an exporter gave up on, by reason."
+    );
     describe_counter!(EXPORTER_RETRIES, "Export retries scheduled.");
-    describe_histogram!(EXPORTER_REQUEST_DURATION, Unit::Seconds, "Export attempt duration.");
+    describe_histogram!(
+        EXPORTER_REQUEST_DURATION,
+        Unit::Seconds,
+        "Export attempt duration."
+    );
 }

@@ -1,0 +1,269 @@
+//! Builds the running gateway from a validated [`Config`] and owns its shutdown.
+//!
+//! ```text
+//! per signal with a pipeline:   Ingest channel ─► SignalPipeline task
+//! per (signal, exporter):       ExporterInput ─► Batcher task ─► MemoryQueue ─► Sender workers
+//! receivers (gRPC, HTTP) and the admin listener are bound before anything is reported ready.
+//! ```
+//!
+//! # Shutdown
+//! [`Gateway::shutdown`] stops the receivers (in-flight requests finish),
+//! which drops every `Ingest` handle; the signal tasks then end, the
+//! batchers flush and close their queues, and the workers drain them. If
+//! draining takes longer than `service.shutdown_timeout`, retries are cut
+//! short and what is left is dropped and counted.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use metrics::gauge;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::batch::Batcher;
+use crate::config::Config;
+use crate::exporter::debug::DebugExporter;
+use crate::exporter::otlp::OtlpExporter;
+use crate::exporter::Exporter;
+use crate::model::Signal;
+use crate::queue::retry::RetryPolicy;
+use crate::queue::sender::Sender;
+use crate::queue::{ItemBudget, MemoryQueue};
+use crate::receiver::grpc::GrpcReceiver;
+use crate::receiver::http::HttpReceiver;
+use crate::telemetry::metrics::{QUEUE_CAPACITY, QUEUE_ITEMS};
+use crate::telemetry::{metrics_handle, AdminServer, Readiness};
+
+use super::{ExporterInput, Ingest, SignalPipeline, Submission};
+
+/// Submissions waiting for a signal task; beyond this, receivers answer retryable.
+const SIGNAL_CHANNEL: usize = 64;
+/// Batches waiting for one exporter's batcher.
+const BATCHER_CHANNEL: usize = 1024;
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("exporter {id}")]
+    Exporter {
+        id: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("pipeline {signal} names unknown exporter {id}")]
+    UnknownExporter { signal: Signal, id: String },
+    #[error("receiver")]
+    Receiver(#[from] crate::receiver::error::ReceiveError),
+    #[error("admin listener")]
+    Admin(#[from] crate::telemetry::admin::AdminError),
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Gateway {
+    grpc_addr: Option<SocketAddr>,
+    http_addr: Option<SocketAddr>,
+    admin_addr: Option<SocketAddr>,
+    stop_receiving: CancellationToken,
+    abort_export: CancellationToken,
+    stop_admin: CancellationToken,
+    receivers: JoinSet<()>,
+    pipelines: JoinSet<()>,
+    workers: JoinSet<()>,
+    admin: JoinSet<()>,
+    readiness: Readiness,
+    shutdown_timeout: Duration,
+}
+
+impl Gateway {
+    /// Builds every stage, binds every listener and starts serving.
+    ///
+    /// # Errors
+    /// [`StartError`] when an exporter cannot be built or a port cannot be bound.
+    pub async fn start(config: &Config) -> Result<Gateway, StartError> {
+        metrics_handle();
+        let receiver_config = &config.receivers.otlp;
+        let retry_after = receiver_config.retry_after.get();
+
+        let mut exporters: BTreeMap<String, Arc<Exporter>> = BTreeMap::new();
+        let mut queues = Vec::new();
+        let mut pipelines = JoinSet::new();
+        let mut workers = JoinSet::new();
+        let abort_export = CancellationToken::new();
+        let mut senders: [Option<mpsc::Sender<Submission>>; 3] = [None, None, None];
+
+        for (slot, signal) in Signal::ALL.into_iter().enumerate() {
+            let Some(pipeline) = config.pipelines.get(signal) else {
+                continue;
+            };
+            let mut inputs = Vec::new();
+            for id in &pipeline.exporters {
+                let (exporter, queue_config, retry) = build_exporter(config, signal, id, &mut exporters)?;
+                let budget = ItemBudget::new(queue_config.queue_size);
+                let labels = [("exporter", id.clone()), ("signal", signal.as_str().to_string())];
+                gauge!(QUEUE_CAPACITY, &labels).set(budget.capacity() as f64);
+                let (tx, rx) = mpsc::channel(BATCHER_CHANNEL);
+                // Every queued batch holds at least one item, so the budget bounds the queue.
+                let queue = MemoryQueue::new(usize::try_from(queue_config.queue_size).unwrap_or(usize::MAX).min(1 << 20));
+                pipelines.spawn(Batcher::new(&config.processors.batch, id, signal).run(rx, queue.clone()));
+                Sender::new(id, signal, exporter, retry).spawn(
+                    queue,
+                    queue_config.num_consumers,
+                    abort_export.clone(),
+                    &mut workers,
+                );
+                queues.push((format!("{id} ({signal})"), budget.clone(), labels));
+                inputs.push(ExporterInput {
+                    id: id.clone(),
+                    budget,
+                    tx,
+                });
+            }
+            let (tx, rx) = mpsc::channel(SIGNAL_CHANNEL);
+            senders[slot] = Some(tx);
+            pipelines.spawn(SignalPipeline::new(signal, Vec::new(), inputs, retry_after).run(rx));
+        }
+        let [traces, metrics, logs] = senders;
+        let ingest = Ingest::new(traces, metrics, logs, retry_after);
+
+        let readiness = Readiness::new(
+            queues.iter().map(|(name, budget, _)| (name.clone(), budget.clone())).collect(),
+            config.admin.ready_queue_high_water,
+        );
+        let stop_admin = CancellationToken::new();
+        let mut admin = JoinSet::new();
+        let admin_server = AdminServer::bind(&config.admin.endpoint, readiness.clone()).await?;
+        let admin_addr = admin_server.local_addr();
+        admin.spawn(admin_server.run(stop_admin.clone()));
+        let gauges: Vec<_> = queues.into_iter().map(|(_, budget, labels)| (budget, labels)).collect();
+        let stop_gauges = stop_admin.clone();
+        admin.spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {}
+                    _ = stop_gauges.cancelled() => return,
+                }
+                for (budget, labels) in &gauges {
+                    gauge!(QUEUE_ITEMS, labels).set(budget.used() as f64);
+                }
+            }
+        });
+
+        let stop_receiving = CancellationToken::new();
+        let mut receivers = JoinSet::new();
+        let mut grpc_addr = None;
+        let mut http_addr = None;
+        if let Some(grpc) = &receiver_config.grpc {
+            let receiver = GrpcReceiver::bind(grpc, ingest.clone(), retry_after).await?;
+            grpc_addr = Some(receiver.local_addr());
+            receivers.spawn(receiver.run(stop_receiving.clone()));
+        }
+        if let Some(http) = &receiver_config.http {
+            let receiver = HttpReceiver::bind(http, ingest.clone(), retry_after).await?;
+            http_addr = Some(receiver.local_addr());
+            receivers.spawn(receiver.run(stop_receiving.clone()));
+        }
+        drop(ingest);
+        readiness.set_listening();
+        tracing::info!(?grpc_addr, ?http_addr, ?admin_addr, "Gateway started.");
+
+        Ok(Gateway {
+            grpc_addr,
+            http_addr,
+            admin_addr,
+            stop_receiving,
+            abort_export,
+            stop_admin,
+            receivers,
+            pipelines,
+            workers,
+            admin,
+            readiness,
+            shutdown_timeout: config.service.shutdown_timeout.get(),
+        })
+    }
+
+    pub fn grpc_addr(&self) -> Option<SocketAddr> {
+        self.grpc_addr
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http_addr
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
+    }
+
+    /// Stops receiving, drains the queues within `shutdown_timeout`, stops.
+    /// Returns whether everything drained in time.
+    pub async fn shutdown(mut self) -> bool {
+        self.readiness.set_shutting_down();
+        self.stop_receiving.cancel();
+        while self.receivers.join_next().await.is_some() {}
+        let drain = async {
+            while self.pipelines.join_next().await.is_some() {}
+            while self.workers.join_next().await.is_some() {}
+        };
+        let drained = tokio::time::timeout(self.shutdown_timeout, drain).await.is_ok();
+        if !drained {
+            tracing::warn!(timeout = ?self.shutdown_timeout, "Drain deadline passed; dropping what is left.");
+            self.abort_export.cancel();
+            while self.pipelines.join_next().await.is_some() {}
+            while self.workers.join_next().await.is_some() {}
+        }
+        self.stop_admin.cancel();
+        while self.admin.join_next().await.is_some() {}
+        tracing::info!(drained, "Gateway stopped.");
+        drained
+    }
+}
+
+type ExporterParts = (Arc<Exporter>, crate::queue::config::SendingQueueConfig, RetryPolicy);
+
+fn build_exporter(
+    config: &Config,
+    signal: Signal,
+    id: &str,
+    built: &mut BTreeMap<String, Arc<Exporter>>,
+) -> Result<ExporterParts, StartError> {
+    let unknown = || StartError::UnknownExporter {
+        signal,
+        id: id.to_string(),
+    };
+    let (kind, name) = id.split_once('/').ok_or_else(unknown)?;
+    let (queue, retry) = match kind {
+        "otlp" => {
+            let c = config.exporters.otlp.get(name).ok_or_else(unknown)?;
+            (c.sending_queue.clone(), RetryPolicy::from_config(&c.retry_on_failure))
+        }
+        "debug" => {
+            let c = config.exporters.debug.get(name).ok_or_else(unknown)?;
+            (c.sending_queue.clone(), RetryPolicy::disabled())
+        }
+        _ => return Err(unknown()),
+    };
+    if let Some(exporter) = built.get(id) {
+        return Ok((exporter.clone(), queue, retry));
+    }
+    let exporter = match kind {
+        "otlp" => {
+            let c = config.exporters.otlp.get(name).ok_or_else(unknown)?;
+            Exporter::Otlp(OtlpExporter::build(id, c).map_err(|e| StartError::Exporter {
+                id: id.to_string(),
+                source: Box::new(e),
+            })?)
+        }
+        _ => {
+            let c = config.exporters.debug.get(name).ok_or_else(unknown)?;
+            Exporter::Debug(DebugExporter::new(id, c))
+        }
+    };
+    let exporter = Arc::new(exporter);
+    built.insert(id.to_string(), exporter.clone());
+    Ok((exporter, queue, retry))
+}

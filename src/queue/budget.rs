@@ -1,0 +1,168 @@
+//! [`ItemBudget`]: the item count an exporter may hold, reserved at admission
+//! and released when the items are delivered or given up.
+//!
+//! Hand-written rather than a `tokio::sync::Semaphore` because reservations
+//! must be merged when the batcher joins batches and split when it cuts them,
+//! and must never wait: admission either fits now or is refused.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+#[derive(Debug)]
+struct Inner {
+    capacity: u64,
+    used: AtomicU64,
+}
+
+/// Shared count of items held against a fixed capacity.
+#[derive(Debug, Clone)]
+pub struct ItemBudget {
+    inner: Arc<Inner>,
+}
+
+impl ItemBudget {
+    pub fn new(capacity: u64) -> Self {
+        ItemBudget {
+            inner: Arc::new(Inner {
+                capacity,
+                used: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    pub fn capacity(&self) -> u64 {
+        self.inner.capacity
+    }
+
+    /// Items currently reserved.
+    pub fn used(&self) -> u64 {
+        self.inner.used.load(Ordering::Acquire)
+    }
+
+    /// Reserves `items` if they fit now. A batch larger than the whole
+    /// capacity is admitted only into an empty budget, so it cannot wedge.
+    pub fn try_reserve(&self, items: u64) -> Option<Reservation> {
+        let mut used = self.inner.used.load(Ordering::Acquire);
+        loop {
+            let fits = used + items <= self.inner.capacity || (used == 0 && items > 0);
+            if !fits {
+                return None;
+            }
+            match self.inner.used.compare_exchange_weak(
+                used,
+                used + items,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Some(Reservation {
+                        inner: Some(self.inner.clone()),
+                        items,
+                    })
+                }
+                Err(now) => used = now,
+            }
+        }
+    }
+}
+
+/// Items held against an [`ItemBudget`]; released on drop.
+pub struct Reservation {
+    inner: Option<Arc<Inner>>,
+    items: u64,
+}
+
+impl Reservation {
+    /// A reservation against no budget (for tests and unbounded paths).
+    pub fn detached(items: u64) -> Self {
+        Reservation { inner: None, items }
+    }
+
+    pub fn items(&self) -> u64 {
+        self.items
+    }
+
+    /// Takes over `other`'s items. Both must be against the same budget.
+    pub fn merge(&mut self, mut other: Reservation) {
+        debug_assert!(match (&self.inner, &other.inner) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            _ => true,
+        });
+        if self.inner.is_none() {
+            self.inner = other.inner.take();
+        }
+        self.items += other.items;
+        other.items = 0;
+    }
+
+    /// Splits off a reservation of `items` (at most what this one holds).
+    pub fn split(&mut self, items: u64) -> Reservation {
+        let items = items.min(self.items);
+        self.items -= items;
+        Reservation {
+            inner: self.inner.clone(),
+            items,
+        }
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(inner) = &self.inner {
+            inner.used.fetch_sub(self.items, Ordering::AcqRel);
+        }
+    }
+}
+
+impl fmt::Debug for Reservation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Reservation")
+            .field("items", &self.items)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserve_until_full_then_release_on_drop() {
+        let budget = ItemBudget::new(10);
+        let a = budget.try_reserve(6).unwrap();
+        assert!(budget.try_reserve(5).is_none());
+        let b = budget.try_reserve(4).unwrap();
+        assert_eq!(budget.used(), 10);
+        drop(a);
+        assert_eq!(budget.used(), 4);
+        drop(b);
+        assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn oversized_batch_only_into_empty_budget() {
+        let budget = ItemBudget::new(10);
+        let big = budget.try_reserve(50).unwrap();
+        assert!(budget.try_reserve(1).is_none());
+        drop(big);
+        let small = budget.try_reserve(1).unwrap();
+        assert!(budget.try_reserve(50).is_none());
+        drop(small);
+    }
+
+    #[test]
+    fn merge_and_split_keep_the_count() {
+        let budget = ItemBudget::new(100);
+        let mut a = budget.try_reserve(30).unwrap();
+        a.merge(budget.try_reserve(20).unwrap());
+        assert_eq!(a.items(), 50);
+        assert_eq!(budget.used(), 50);
+        let b = a.split(45);
+        assert_eq!((a.items(), b.items()), (5, 45));
+        drop(b);
+        assert_eq!(budget.used(), 5);
+        drop(a);
+        assert_eq!(budget.used(), 0);
+    }
+}
