@@ -8,12 +8,13 @@ use crate::config::types::HumanDuration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BatchConfig {
-    /// Items (spans, data points, log records) that trigger a flush. Default `8192`.
+    /// Items (spans, data points, log records) that trigger a flush. Greater than 0. Default `8192`.
     pub send_batch_size: u64,
     /// Upper bound on items in one export request; larger batches are split.
     /// `0` means no bound. Default `0`. Must be `0` or `>= send_batch_size`.
     pub send_batch_max_size: u64,
-    /// Time after the first item of a batch when it is flushed however small. Default `"200ms"`.
+    /// Time after the first item of a batch when it is flushed however small.
+    /// Duration, greater than 0. Default `"200ms"`.
     pub timeout: HumanDuration,
 }
 

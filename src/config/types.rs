@@ -100,7 +100,13 @@ mod tests {
 
     #[test]
     fn bad_duration_is_named() {
-        let err = toml::from_str::<T>("d = \"five seconds\"\ns = 1").err().unwrap();
-        assert!(err.to_string().contains("invalid duration \"five seconds\""), "{err}");
+        let err = toml::from_str::<T>("d = \"five seconds\"\ns = 1")
+            .err()
+            .unwrap();
+        assert!(
+            err.to_string()
+                .contains("invalid duration \"five seconds\""),
+            "{err}"
+        );
     }
 }

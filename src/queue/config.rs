@@ -8,10 +8,11 @@ use crate::config::types::HumanDuration;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SendingQueueConfig {
-    /// Workers sending in parallel from the queue. Default `4`.
+    /// Workers sending in parallel from the queue. Integer, greater than 0. Default `4`.
     pub num_consumers: usize,
     /// Items (spans, data points, log records) the queue holds, batching and
-    /// in-flight requests included; beyond it new data is refused. Default `200000`.
+    /// in-flight requests included; beyond it new data is refused. Integer, greater than 0.
+    /// Default `200000`.
     pub queue_size: u64,
 }
 
@@ -30,15 +31,17 @@ impl Default for SendingQueueConfig {
 pub struct RetryConfig {
     /// Retry retryable failures at all. Default `true`.
     pub enabled: bool,
-    /// Wait before the first retry. Default `"5s"`.
+    /// Wait before the first retry. Duration, greater than 0. Default `"5s"`.
     pub initial_interval: HumanDuration,
-    /// Jitter: each wait is drawn from `interval * (1 ± randomization_factor)`. Default `0.5`.
+    /// Jitter: each wait is drawn from `interval * (1 ± randomization_factor)`.
+    /// At least 0 and less than 1. Default `0.5`.
     pub randomization_factor: f64,
-    /// Growth of the wait after each retry. Default `1.5`.
+    /// Growth of the wait after each retry. At least 1. Default `1.5`.
     pub multiplier: f64,
-    /// Cap on one wait. Default `"30s"`.
+    /// Cap on one wait. Duration, at least `initial_interval`. Default `"30s"`.
     pub max_interval: HumanDuration,
-    /// Give up (and drop, counted) after this long since the first attempt. Default `"300s"`.
+    /// Give up (and drop, counted) after this long since the first attempt.
+    /// Duration, at least `initial_interval`. Default `"300s"`.
     pub max_elapsed_time: HumanDuration,
 }
 

@@ -4,17 +4,25 @@ use serde::Deserialize;
 
 use crate::config::types::{ByteSize, HumanDuration};
 
-/// `[receivers.otlp]`: the OTLP receiver. A protocol table that is absent is not served.
+/// `[receivers.otlp]`: the OTLP receiver.
+///
+/// As in the Collector, only the protocols whose table is present are served: with
+/// `[receivers.otlp.grpc]` alone there is no HTTP listener. When `[receivers.otlp]` is absent
+/// altogether, both protocols are served with their defaults. At least one must be on.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpReceiverConfig {
-    /// OTLP/gRPC. Default: on, at `127.0.0.1:4317`.
-    #[serde(default = "default_grpc")]
+    /// OTLP/gRPC, served when `[receivers.otlp.grpc]` is present (even empty).
+    /// Default when `[receivers.otlp]` is absent: on, at `127.0.0.1:4317`.
+    #[serde(default)]
     pub grpc: Option<GrpcConfig>,
-    /// OTLP/HTTP. Default: on, at `127.0.0.1:4318`.
-    #[serde(default = "default_http")]
+    /// OTLP/HTTP (`POST /v1/traces`, `/v1/metrics`, `/v1/logs`), served when
+    /// `[receivers.otlp.http]` is present (even empty).
+    /// Default when `[receivers.otlp]` is absent: on, at `127.0.0.1:4318`.
+    #[serde(default)]
     pub http: Option<HttpConfig>,
-    /// `Retry-After` / `RetryInfo` delay sent with a backpressure refusal. Default `"1s"`.
+    /// `Retry-After` (HTTP) / `RetryInfo` (gRPC) delay sent with a backpressure refusal.
+    /// Default `"1s"`. Example: `retry_after = "500ms"`.
     #[serde(default = "default_retry_after")]
     pub retry_after: HumanDuration,
 }
@@ -22,19 +30,13 @@ pub struct OtlpReceiverConfig {
 impl Default for OtlpReceiverConfig {
     fn default() -> Self {
         OtlpReceiverConfig {
-            grpc: default_grpc(),
-            http: default_http(),
+            grpc: Some(GrpcConfig::default()),
+            http: Some(HttpConfig::default()),
             retry_after: default_retry_after(),
         }
     }
 }
 
-fn default_grpc() -> Option<GrpcConfig> {
-    Some(GrpcConfig::default())
-}
-fn default_http() -> Option<HttpConfig> {
-    Some(HttpConfig::default())
-}
 fn default_retry_after() -> HumanDuration {
     HumanDuration::from_secs(1)
 }
@@ -43,15 +45,19 @@ fn default_retry_after() -> HumanDuration {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GrpcConfig {
-    /// Listen address. Default `"127.0.0.1:4317"`; use `"0.0.0.0:4317"` in a container.
+    /// Listen address, `IP:port` (no host names). Default `"127.0.0.1:4317"`; use
+    /// `"0.0.0.0:4317"` in a container. Port `0` picks a free port (tests).
     pub endpoint: String,
-    /// Largest request accepted as received (compressed). Default `"8MiB"`.
+    /// Largest request accepted as received (compressed), in bytes: an integer or a string with
+    /// a unit (`"8MiB"`, `"512KiB"`). Default `"8MiB"`. Must be greater than 0.
     pub max_request_bytes: ByteSize,
-    /// Largest request accepted after decompression. Default `"64MiB"`.
+    /// Largest request accepted after decompression, in bytes (same forms). Default `"64MiB"`.
+    /// Must be at least `max_request_bytes`.
     pub max_decompressed_bytes: ByteSize,
-    /// Concurrent HTTP/2 streams per connection. Default `100`.
+    /// Concurrent HTTP/2 streams per connection. Default `100`. Must be greater than 0.
     pub max_concurrent_streams: u32,
     /// Open connections at once; further connections wait to be accepted. Default `1000`.
+    /// Must be greater than 0.
     pub max_connections: usize,
 }
 
@@ -71,13 +77,20 @@ impl Default for GrpcConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HttpConfig {
-    /// Listen address. Default `"127.0.0.1:4318"`.
+    /// Listen address, `IP:port` (no host names). Default `"127.0.0.1:4318"`; use
+    /// `"0.0.0.0:4318"` in a container. Port `0` picks a free port (tests).
     pub endpoint: String,
-    /// Largest request body accepted as received (compressed). Default `"8MiB"`.
+    /// Largest request body accepted as received (compressed), in bytes: an integer or a string
+    /// with a unit (`"8MiB"`). Default `"8MiB"`. Must be greater than 0.
     pub max_request_bytes: ByteSize,
-    /// Largest request body accepted after decompression. Default `"64MiB"`.
+    /// Largest request body accepted after decompression, in bytes. Default `"64MiB"`.
+    /// Must be at least `max_request_bytes`.
     pub max_decompressed_bytes: ByteSize,
+    /// Concurrent HTTP/2 streams per connection (clients speaking h2c). Default `100`.
+    /// Must be greater than 0.
+    pub max_concurrent_streams: u32,
     /// Open connections at once; further connections wait to be accepted. Default `1000`.
+    /// Must be greater than 0.
     pub max_connections: usize,
 }
 
@@ -87,6 +100,7 @@ impl Default for HttpConfig {
             endpoint: "127.0.0.1:4318".into(),
             max_request_bytes: ByteSize::mib(8),
             max_decompressed_bytes: ByteSize::mib(64),
+            max_concurrent_streams: 100,
             max_connections: 1000,
         }
     }

@@ -23,6 +23,7 @@ pub struct DebugExporterConfig {
     /// `"basic"`, `"normal"` or `"detailed"`. Default `"basic"`.
     #[serde(default = "default_verbosity")]
     pub verbosity: Verbosity,
+    /// `[exporters.debug.<name>.sending_queue]`: the queue in front of it. Default: all defaults.
     #[serde(default)]
     pub sending_queue: SendingQueueConfig,
 }

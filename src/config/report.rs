@@ -1,0 +1,190 @@
+//! The resolved config in words, for `otlp-gateway check-config`.
+//!
+//! Every value that changes behaviour is shown, defaults included, so an operator can check what
+//! will actually run. Header values are never shown (they are often secrets), only their names.
+
+use super::{Config, ExporterRef};
+use crate::exporter::debug::config::{DebugExporterConfig, Verbosity};
+use crate::exporter::otlp::config::{OtlpExporterConfig, OtlpProtocol};
+use crate::model::Signal;
+use crate::queue::config::{RetryConfig, SendingQueueConfig};
+use crate::telemetry::config::LogFormat;
+
+/// The resolved config, one line per component and per pipeline, ending in a newline:
+///
+/// ```text
+/// service: shutdown_timeout 30s, logs "info" as text
+/// receivers: otlp/grpc 127.0.0.1:4317 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections), otlp/http ..., retry_after 1s
+/// admin: 127.0.0.1:8888 (/ready fails while a queue is over 90% full)
+/// exporter debug/console: basic, queue 200000 items, 4 consumers
+/// pipeline traces: receivers [otlp] -> batch(send_batch_size=8192, send_batch_max_size=0 (no limit), timeout=200ms) -> exporters [debug/console]
+/// ```
+pub fn describe(config: &Config) -> String {
+    let mut out = String::new();
+    let logs = &config.service.logs;
+    let format = match logs.format {
+        LogFormat::Text => "text",
+        LogFormat::Json => "json",
+    };
+    out.push_str(&format!(
+        "service: shutdown_timeout {}, logs \"{}\" as {format}\n",
+        config.service.shutdown_timeout, logs.level
+    ));
+
+    let otlp = &config.receivers.otlp;
+    let mut receivers = Vec::new();
+    if let Some(grpc) = &otlp.grpc {
+        receivers.push(format!(
+            "otlp/grpc {} (max {}, {} decompressed, {} streams per connection, {} connections)",
+            grpc.endpoint,
+            grpc.max_request_bytes,
+            grpc.max_decompressed_bytes,
+            grpc.max_concurrent_streams,
+            grpc.max_connections
+        ));
+    }
+    if let Some(http) = &otlp.http {
+        receivers.push(format!(
+            "otlp/http {} (max {}, {} decompressed, {} streams per connection, {} connections)",
+            http.endpoint,
+            http.max_request_bytes,
+            http.max_decompressed_bytes,
+            http.max_concurrent_streams,
+            http.max_connections
+        ));
+    }
+    if receivers.is_empty() {
+        receivers.push("none".to_owned());
+    }
+    out.push_str(&format!(
+        "receivers: {}, retry_after {}\n",
+        receivers.join(", "),
+        otlp.retry_after
+    ));
+    out.push_str(&format!(
+        "admin: {} (/ready fails while a queue is over {}% full)\n",
+        config.admin.endpoint,
+        config.admin.ready_queue_high_water * 100.0
+    ));
+
+    for exporter in config.exporter_refs() {
+        let details = match exporter {
+            ExporterRef::Otlp(_, c) => otlp_exporter(c),
+            ExporterRef::Debug(_, c) => debug_exporter(c),
+        };
+        out.push_str(&format!("exporter {}: {details}\n", exporter.id()));
+    }
+
+    let batch = &config.processors.batch;
+    let max = if batch.send_batch_max_size == 0 {
+        "0 (no limit)".to_owned()
+    } else {
+        batch.send_batch_max_size.to_string()
+    };
+    let batch = format!(
+        "batch(send_batch_size={}, send_batch_max_size={max}, timeout={})",
+        batch.send_batch_size, batch.timeout
+    );
+    for signal in Signal::ALL {
+        match config.pipelines.get(signal) {
+            Some(pipeline) => out.push_str(&format!(
+                "pipeline {}: receivers [otlp] -> {batch} -> exporters [{}]\n",
+                signal.as_str(),
+                pipeline.exporters.join(", ")
+            )),
+            None => out.push_str(&format!("pipeline {}: not defined\n", signal.as_str())),
+        }
+    }
+    out
+}
+
+fn otlp_exporter(c: &OtlpExporterConfig) -> String {
+    let protocol = match c.protocol {
+        OtlpProtocol::Grpc => "grpc",
+        OtlpProtocol::HttpProtobuf => "http_protobuf",
+    };
+    let mut parts = vec![
+        format!("{protocol} {}", c.endpoint),
+        c.compression.as_str().to_owned(),
+        format!("timeout {}", c.timeout),
+    ];
+    if !c.headers.is_empty() {
+        let names: Vec<&str> = c.headers.keys().map(String::as_str).collect();
+        parts.push(format!("headers [{}]", names.join(", ")));
+    }
+    if c.endpoint.starts_with("https://") {
+        let roots = match &c.tls.ca_file {
+            Some(file) => format!("ca_file {}", file.display()),
+            None => "web roots".to_owned(),
+        };
+        let verify = if c.tls.insecure_skip_verify {
+            ", NOT VERIFIED (insecure_skip_verify)"
+        } else {
+            ""
+        };
+        parts.push(format!("tls ({roots}{verify})"));
+    }
+    parts.push(retry(&c.retry_on_failure));
+    parts.push(queue(&c.sending_queue));
+    parts.join(", ")
+}
+
+fn debug_exporter(c: &DebugExporterConfig) -> String {
+    let verbosity = match c.verbosity {
+        Verbosity::Basic => "basic",
+        Verbosity::Normal => "normal",
+        Verbosity::Detailed => "detailed",
+    };
+    format!("{verbosity}, {}", queue(&c.sending_queue))
+}
+
+fn retry(r: &RetryConfig) -> String {
+    if !r.enabled {
+        return "no retry".to_owned();
+    }
+    format!(
+        "retry {}..{} x{} ±{}, give up after {}",
+        r.initial_interval,
+        r.max_interval,
+        r.multiplier,
+        r.randomization_factor,
+        r.max_elapsed_time
+    )
+}
+
+fn queue(q: &SendingQueueConfig) -> String {
+    format!(
+        "queue {} items, {} consumers",
+        q.queue_size, q.num_consumers
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_spelled_out() {
+        let config: Config = toml::from_str(
+            "[exporters.debug.console]\n\
+             [exporters.otlp.jaeger]\nendpoint = \"https://j:4317\"\nheaders = { x-api-key = \"secret\" }\n\
+             [pipelines.traces]\nexporters = [\"debug/console\", \"otlp/jaeger\"]\n",
+        )
+        .unwrap();
+        assert_eq!(
+            describe(&config),
+            "service: shutdown_timeout 30s, logs \"info\" as text\n\
+             receivers: otlp/grpc 127.0.0.1:4317 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections), \
+             otlp/http 127.0.0.1:4318 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections), retry_after 1s\n\
+             admin: 127.0.0.1:8888 (/ready fails while a queue is over 90% full)\n\
+             exporter debug/console: basic, queue 200000 items, 4 consumers\n\
+             exporter otlp/jaeger: grpc https://j:4317, gzip, timeout 5s, headers [x-api-key], tls (web roots), \
+             retry 5s..30s x1.5 ±0.5, give up after 5m, queue 200000 items, 4 consumers\n\
+             pipeline traces: receivers [otlp] -> batch(send_batch_size=8192, send_batch_max_size=0 (no limit), timeout=200ms) \
+             -> exporters [debug/console, otlp/jaeger]\n\
+             pipeline metrics: not defined\n\
+             pipeline logs: not defined\n"
+        );
+        assert!(!describe(&config).contains("secret"));
+    }
+}
