@@ -1,0 +1,2 @@
+pub mod fake_otlp;
+pub mod gateway;
