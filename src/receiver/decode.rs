@@ -1,0 +1,244 @@
+//! Reading a request body within `max_request_bytes`, and decompressing it
+//! (gzip, zstd) within `max_decompressed_bytes`.
+//!
+//! Both limits are enforced while reading, never after: the body is read
+//! through [`http_body_util::Limited`], and a decompressor through
+//! [`Read::take`] into a buffer grown to at most the cap, so neither a large
+//! upload nor a gzip/zstd bomb can take more memory than the configured limit.
+
+use std::io::{self, Read};
+
+use bytes::Bytes;
+use http::HeaderValue;
+use http_body::Body;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::error::RequestError;
+
+/// A content coding of the request body (`Content-Encoding`) or of a gRPC
+/// message (`grpc-encoding`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Compression {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+impl Compression {
+    /// The codings we accept, for `grpc-accept-encoding` / `Accept-Encoding`.
+    pub const ACCEPTED: &'static str = "gzip,zstd,identity";
+
+    /// Reads the coding from the value of `header`; absent or empty means identity.
+    ///
+    /// # Errors
+    /// [`RequestError::UnsupportedEncoding`] for any other coding.
+    pub fn from_header(
+        header: &'static str,
+        value: Option<&HeaderValue>,
+    ) -> Result<Compression, RequestError> {
+        let Some(value) = value else {
+            return Ok(Compression::Identity);
+        };
+        let unsupported = || RequestError::UnsupportedEncoding {
+            header,
+            encoding: String::from_utf8_lossy(value.as_bytes()).into_owned(),
+        };
+        let text = value.to_str().map_err(|_| unsupported())?.trim();
+        if text.is_empty() || text.eq_ignore_ascii_case("identity") {
+            Ok(Compression::Identity)
+        } else if text.eq_ignore_ascii_case("gzip") || text.eq_ignore_ascii_case("x-gzip") {
+            Ok(Compression::Gzip)
+        } else if text.eq_ignore_ascii_case("zstd") {
+            Ok(Compression::Zstd)
+        } else {
+            Err(unsupported())
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Compression::Identity => "identity",
+            Compression::Gzip => "gzip",
+            Compression::Zstd => "zstd",
+        }
+    }
+}
+
+/// Collects `body` into one buffer, refusing it once it passes `limit` bytes.
+///
+/// A body that arrives as one frame is returned without a copy; several
+/// frames are concatenated once.
+///
+/// # Errors
+/// [`RequestError::BodyTooLarge`] past `limit` (`reported` is the limit named
+/// in the message), [`RequestError::Body`] when the body cannot be read.
+pub async fn read_body<B>(body: B, limit: usize, reported: usize) -> Result<Bytes, RequestError>
+where
+    B: Body,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    match Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(error) if error.is::<LengthLimitError>() => {
+            Err(RequestError::BodyTooLarge { limit: reported })
+        }
+        Err(error) => Err(RequestError::Body(error.to_string())),
+    }
+}
+
+/// Decompresses `body` to at most `cap` bytes. Identity returns `body` itself.
+///
+/// # Errors
+/// [`RequestError::DecompressedTooLarge`] when the output would pass `cap`,
+/// [`RequestError::Decompress`] when the data is corrupt.
+pub fn decompress(
+    compression: Compression,
+    body: Bytes,
+    cap: usize,
+) -> Result<Bytes, RequestError> {
+    match compression {
+        Compression::Identity if body.len() > cap => {
+            Err(RequestError::DecompressedTooLarge { limit: cap })
+        }
+        Compression::Identity => Ok(body),
+        Compression::Gzip => read_capped(
+            flate2::read::MultiGzDecoder::new(&body[..]),
+            body.len(),
+            cap,
+            "gzip",
+        ),
+        Compression::Zstd => {
+            let decoder =
+                zstd::stream::read::Decoder::with_buffer(&body[..]).map_err(|source| {
+                    RequestError::Decompress {
+                        encoding: "zstd",
+                        source,
+                    }
+                })?;
+            read_capped(decoder, body.len(), cap, "zstd")
+        }
+    }
+}
+
+/// First guess of the decompressed size, as a multiple of the compressed size.
+const EXPANSION_GUESS: usize = 4;
+/// Smallest step the output buffer grows by.
+const MIN_GROWTH: usize = 16 * 1024;
+
+/// Reads `reader` to its end into a buffer that never grows past `cap + 1`
+/// bytes: reading through `take(cap + 1)` tells "exactly `cap`" from "more".
+fn read_capped(
+    reader: impl Read,
+    compressed_len: usize,
+    cap: usize,
+    encoding: &'static str,
+) -> Result<Bytes, RequestError> {
+    let limit = cap.saturating_add(1);
+    let mut reader = reader.take(limit as u64);
+    let mut out: Vec<u8> = Vec::new();
+    let mut filled = 0;
+    loop {
+        if filled == out.len() {
+            if out.len() >= limit {
+                break;
+            }
+            let want = if out.is_empty() {
+                compressed_len.saturating_mul(EXPANSION_GUESS)
+            } else {
+                out.len()
+            };
+            let grow = want.max(MIN_GROWTH).min(limit - out.len());
+            // Exact, so the allocation stays within the cap.
+            out.reserve_exact(grow);
+            out.resize(out.len() + grow, 0);
+        }
+        match reader.read(&mut out[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => {}
+            Err(source) => return Err(RequestError::Decompress { encoding, source }),
+        }
+    }
+    if filled > cap {
+        return Err(RequestError::DecompressedTooLarge { limit: cap });
+    }
+    out.truncate(filled);
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gzip(data: &[u8]) -> Bytes {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        encoder.write_all(data).unwrap();
+        Bytes::from(encoder.finish().unwrap())
+    }
+
+    #[test]
+    fn round_trips_gzip_and_zstd() {
+        let data: Vec<u8> = (0..100_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        assert_eq!(
+            decompress(Compression::Gzip, gzip(&data), 1 << 20).unwrap(),
+            data
+        );
+        let zstd = Bytes::from(zstd::encode_all(&data[..], 3).unwrap());
+        assert_eq!(decompress(Compression::Zstd, zstd, 1 << 20).unwrap(), data);
+    }
+
+    #[test]
+    fn output_exactly_at_cap_is_accepted_one_more_byte_is_not() {
+        let data = vec![7u8; 1000];
+        assert_eq!(
+            decompress(Compression::Gzip, gzip(&data), 1000)
+                .unwrap()
+                .len(),
+            1000
+        );
+        let err = decompress(Compression::Gzip, gzip(&data), 999).unwrap_err();
+        assert!(
+            matches!(err, RequestError::DecompressedTooLarge { limit: 999 }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn bomb_stops_at_the_cap() {
+        let bomb = Bytes::from(zstd::encode_all(io::repeat(0).take(64 << 20), 3).unwrap());
+        let err = decompress(Compression::Zstd, bomb, 1 << 20).unwrap_err();
+        assert!(matches!(err, RequestError::DecompressedTooLarge { .. }));
+    }
+
+    #[test]
+    fn endless_output_stops_one_byte_past_the_cap() {
+        // A reader that never ends stands in for any decompressor: reading
+        // stops at cap + 1 bytes whatever the input claims.
+        let err = read_capped(io::repeat(1), 10, 5000, "gzip").unwrap_err();
+        assert!(matches!(
+            err,
+            RequestError::DecompressedTooLarge { limit: 5000 }
+        ));
+    }
+
+    #[test]
+    fn corrupt_gzip_is_named() {
+        let err = decompress(Compression::Gzip, Bytes::from_static(b"not gzip"), 1024).unwrap_err();
+        assert!(err.to_string().starts_with("invalid gzip body: "), "{err}");
+    }
+
+    #[test]
+    fn encodings_are_parsed_case_insensitively() {
+        let parse = |v: &'static str| {
+            Compression::from_header("Content-Encoding", Some(&HeaderValue::from_static(v)))
+        };
+        assert_eq!(parse("GZIP").unwrap(), Compression::Gzip);
+        assert_eq!(parse("zstd").unwrap(), Compression::Zstd);
+        assert_eq!(parse("identity").unwrap(), Compression::Identity);
+        assert_eq!(
+            parse("br").unwrap_err().to_string(),
+            "unsupported Content-Encoding \"br\", supported: gzip, zstd, identity"
+        );
+    }
+}

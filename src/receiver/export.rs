@@ -1,0 +1,285 @@
+//! What both transports share once a request body is decoded to protobuf:
+//! validate it with [`Batch::decode`], hand it to the pipeline, count it, and
+//! build the `Export*ServiceResponse`.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use metrics::{counter, histogram};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tokio::time::Instant;
+
+use super::error::RequestError;
+use crate::model::{Batch, Signal};
+use crate::pipeline::{Ingest, Refused};
+use crate::telemetry::metrics::{
+    reason, RECEIVER_ITEMS_ACCEPTED, RECEIVER_ITEMS_RECEIVED, RECEIVER_ITEMS_REFUSED,
+    RECEIVER_REQUESTS, RECEIVER_REQUESTS_REFUSED, RECEIVER_REQUEST_BYTES,
+    RECEIVER_REQUEST_DURATION,
+};
+
+/// `transport` label of the gRPC receiver.
+pub const GRPC: &str = "grpc";
+/// `transport` label of the HTTP receiver.
+pub const HTTP: &str = "http";
+
+/// The answer to a well-formed request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Acknowledged; `rejected > 0` is answered with `partial_success`.
+    Accepted { rejected: u64, message: String },
+    /// Not taken; the client should retry after `retry_after`.
+    Refused {
+        retry_after: Duration,
+        message: String,
+    },
+}
+
+impl Verdict {
+    fn accepted() -> Verdict {
+        Verdict::Accepted {
+            rejected: 0,
+            message: String::new(),
+        }
+    }
+}
+
+/// The pipeline side of a receiver, shared by all its connections.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    ingest: Ingest,
+    /// Sent with `Refused::ShuttingDown`, which carries no delay of its own.
+    retry_after: Duration,
+    transport: &'static str,
+}
+
+impl Intake {
+    pub fn new(ingest: Ingest, retry_after: Duration, transport: &'static str) -> Self {
+        Intake {
+            ingest,
+            retry_after,
+            transport,
+        }
+    }
+
+    /// Validates the encoded request `body` and submits its items.
+    ///
+    /// # Errors
+    /// [`RequestError::Decode`] when `body` is not a well-formed request.
+    pub async fn export(&self, signal: Signal, body: Bytes) -> Result<Verdict, RequestError> {
+        if body.is_empty() {
+            return Ok(Verdict::accepted());
+        }
+        let decoded = Batch::decode(signal, body)?;
+        let (batch, invalid) = (decoded.batch, decoded.rejected);
+        let items = batch.items();
+        let labels = [("signal", signal.as_str()), ("transport", self.transport)];
+        counter!(RECEIVER_ITEMS_RECEIVED, &labels).increment(items + invalid);
+        if invalid > 0 {
+            self.refused_items(signal, reason::INVALID_ITEM, invalid);
+        }
+        let mut verdict = Verdict::Accepted {
+            rejected: invalid,
+            message: if invalid > 0 {
+                invalid_items_message(signal, invalid)
+            } else {
+                String::new()
+            },
+        };
+        if items == 0 {
+            return Ok(verdict);
+        }
+        if !self.ingest.has_pipeline(signal) {
+            // Acknowledged and dropped, as the Collector does for a signal with no pipeline.
+            self.refused_items(signal, reason::NO_PIPELINE, items);
+            return Ok(verdict);
+        }
+        match self.ingest.submit(batch).await {
+            Ok(accepted) => {
+                let kept = items.saturating_sub(accepted.rejected_items);
+                counter!(RECEIVER_ITEMS_ACCEPTED, &labels).increment(kept);
+                if accepted.rejected_items > 0 {
+                    self.refused_items(signal, reason::PERMANENT, accepted.rejected_items);
+                    if let Verdict::Accepted { rejected, message } = &mut verdict {
+                        *rejected += accepted.rejected_items;
+                        if !message.is_empty() && !accepted.message.is_empty() {
+                            message.push_str("; ");
+                        }
+                        message.push_str(&accepted.message);
+                    }
+                }
+            }
+            Err(refused) => {
+                let (why, retry_after) = match &refused {
+                    Refused::Busy { retry_after, .. } => (reason::BACKPRESSURE, *retry_after),
+                    Refused::ShuttingDown => (reason::SHUTTING_DOWN, self.retry_after),
+                };
+                self.refused_items(signal, why, items);
+                verdict = Verdict::Refused {
+                    retry_after,
+                    message: refused.to_string(),
+                };
+            }
+        }
+        Ok(verdict)
+    }
+
+    fn refused_items(&self, signal: Signal, why: &'static str, n: u64) {
+        counter!(
+            RECEIVER_ITEMS_REFUSED,
+            "signal" => signal.as_str(),
+            "transport" => self.transport,
+            "reason" => why,
+        )
+        .increment(n);
+    }
+}
+
+fn invalid_items_message(signal: Signal, n: u64) -> String {
+    match signal {
+        Signal::Traces => {
+            format!("{n} spans rejected: trace_id must be 16 and span_id 8 bytes, not all zero")
+        }
+        Signal::Metrics | Signal::Logs => format!("{n} {} rejected as invalid", signal.item_noun()),
+    }
+}
+
+/// Per-request metrics: outcome, refusals before decoding, duration, size.
+#[derive(Debug)]
+pub struct RequestMetrics {
+    signal: Signal,
+    transport: &'static str,
+    start: Instant,
+}
+
+impl RequestMetrics {
+    pub fn start(signal: Signal, transport: &'static str) -> Self {
+        RequestMetrics {
+            signal,
+            transport,
+            start: Instant::now(),
+        }
+    }
+
+    /// The body size as received, before decompression.
+    pub fn body_read(&self, bytes: usize) {
+        histogram!(RECEIVER_REQUEST_BYTES, "signal" => self.signal.as_str(), "transport" => self.transport)
+            .record(bytes as f64);
+    }
+
+    /// Records the outcome and duration of the request.
+    pub fn finish(self, result: &Result<Verdict, RequestError>) {
+        self.finish_with(match result {
+            Ok(Verdict::Accepted { .. }) => Outcome::Accepted,
+            Ok(Verdict::Refused { .. }) => Outcome::RefusedItems,
+            Err(error) => Outcome::Refused(error.reason()),
+        });
+    }
+
+    /// A request refused for `why` before its body was looked at (e.g. a wrong content type).
+    pub fn refuse(self, why: &'static str) {
+        self.finish_with(Outcome::Refused(why));
+    }
+
+    fn finish_with(self, outcome: Outcome) {
+        let (signal, transport) = (self.signal.as_str(), self.transport);
+        let label = match outcome {
+            Outcome::Accepted => "accepted",
+            Outcome::RefusedItems | Outcome::Refused(_) => "refused",
+        };
+        counter!(RECEIVER_REQUESTS, "signal" => signal, "transport" => transport, "outcome" => label)
+            .increment(1);
+        if let Outcome::Refused(why) = outcome {
+            counter!(RECEIVER_REQUESTS_REFUSED, "signal" => signal, "transport" => transport, "reason" => why)
+                .increment(1);
+        }
+        histogram!(RECEIVER_REQUEST_DURATION, "signal" => signal, "transport" => transport)
+            .record(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// How a request ended, for the metrics.
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Accepted,
+    /// Refused after its items were counted (in `RECEIVER_ITEMS_REFUSED`).
+    RefusedItems,
+    /// Refused before its items were known, for this reason.
+    Refused(&'static str),
+}
+
+/// The `Export*ServiceResponse` of `signal`, with `partial_success` when
+/// items were rejected.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ExportResponse {
+    Traces(ExportTraceServiceResponse),
+    Metrics(ExportMetricsServiceResponse),
+    Logs(ExportLogsServiceResponse),
+}
+
+impl ExportResponse {
+    pub fn new(signal: Signal, rejected: u64, message: &str) -> Self {
+        let rejected_count = i64::try_from(rejected).unwrap_or(i64::MAX);
+        let partial = rejected > 0 || !message.is_empty();
+        let error_message = message.to_owned();
+        match signal {
+            Signal::Traces => ExportResponse::Traces(ExportTraceServiceResponse {
+                partial_success: partial.then_some(ExportTracePartialSuccess {
+                    rejected_spans: rejected_count,
+                    error_message,
+                }),
+            }),
+            Signal::Metrics => ExportResponse::Metrics(ExportMetricsServiceResponse {
+                partial_success: partial.then_some(ExportMetricsPartialSuccess {
+                    rejected_data_points: rejected_count,
+                    error_message,
+                }),
+            }),
+            Signal::Logs => ExportResponse::Logs(ExportLogsServiceResponse {
+                partial_success: partial.then_some(ExportLogsPartialSuccess {
+                    rejected_log_records: rejected_count,
+                    error_message,
+                }),
+            }),
+        }
+    }
+
+    fn is_full_success(&self) -> bool {
+        match self {
+            ExportResponse::Traces(r) => r.partial_success.is_none(),
+            ExportResponse::Metrics(r) => r.partial_success.is_none(),
+            ExportResponse::Logs(r) => r.partial_success.is_none(),
+        }
+    }
+
+    pub fn to_protobuf(&self) -> Vec<u8> {
+        match self {
+            ExportResponse::Traces(r) => r.encode_to_vec(),
+            ExportResponse::Metrics(r) => r.encode_to_vec(),
+            ExportResponse::Logs(r) => r.encode_to_vec(),
+        }
+    }
+
+    /// The OTLP/JSON form; `{}` for a full success.
+    pub fn to_json(&self) -> Vec<u8> {
+        if self.is_full_success() {
+            return b"{}".to_vec();
+        }
+        let json = match self {
+            ExportResponse::Traces(r) => serde_json::to_vec(r),
+            ExportResponse::Metrics(r) => serde_json::to_vec(r),
+            ExportResponse::Logs(r) => serde_json::to_vec(r),
+        };
+        // Plain structs of strings and integers always serialize.
+        json.unwrap_or_else(|_| b"{}".to_vec())
+    }
+}
