@@ -15,7 +15,10 @@ fn pass_through(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
     for signal in Signal::ALL {
         let body = testkit::encoded(signal, 42, 512);
-        let items = Batch::decode(signal, body.clone()).expect("valid payload").batch.items();
+        let items = Batch::decode(signal, body.clone())
+            .expect("valid payload")
+            .batch
+            .items();
         group.throughput(Throughput::Elements(items));
         let (tx, mut rx) = mpsc::channel(4);
         let input = ExporterInput {
@@ -23,7 +26,8 @@ fn pass_through(c: &mut Criterion) {
             budget: ItemBudget::new(1 << 30),
             tx,
         };
-        let mut pipeline = SignalPipeline::new(signal, Vec::new(), vec![input], Duration::from_secs(1));
+        let mut pipeline =
+            SignalPipeline::new(signal, Vec::new(), vec![input], Duration::from_secs(1));
         group.bench_function(format!("{signal}/decode_admit_encode"), |b| {
             b.iter_batched(
                 || body.clone(),

@@ -103,8 +103,16 @@ async fn main() -> anyhow::Result<()> {
         .batch
         .items();
     let uri = match args.protocol {
-        Protocol::Grpc => format!("{}{}", args.endpoint.trim_end_matches('/'), signal.grpc_path()),
-        Protocol::Http => format!("{}{}", args.endpoint.trim_end_matches('/'), signal.http_path()),
+        Protocol::Grpc => format!(
+            "{}{}",
+            args.endpoint.trim_end_matches('/'),
+            signal.grpc_path()
+        ),
+        Protocol::Http => format!(
+            "{}{}",
+            args.endpoint.trim_end_matches('/'),
+            signal.http_path()
+        ),
     };
     let uri: http::Uri = uri.parse().context("endpoint")?;
     let mut builder = Client::builder(TokioExecutor::new());
@@ -199,18 +207,44 @@ async fn main() -> anyhow::Result<()> {
     }
     reporter.abort();
     let elapsed = start.elapsed().as_secs_f64();
-    let mut latencies = stats.latencies_us.lock().map(|l| l.clone()).unwrap_or_default();
+    let mut latencies = stats
+        .latencies_us
+        .lock()
+        .map(|l| l.clone())
+        .unwrap_or_default();
     latencies.sort_unstable();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or(0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or(0)
+    };
     let ok = stats.ok_items.load(Ordering::Relaxed);
     let mut out = std::io::stdout().lock();
     writeln!(out, "signal            : {}", signal)?;
     writeln!(out, "items/request     : {items}")?;
     writeln!(out, "accepted items/s  : {:.0}", ok as f64 / elapsed)?;
-    writeln!(out, "accepted requests : {}", stats.ok_requests.load(Ordering::Relaxed))?;
-    writeln!(out, "refused (retryable): {}", stats.refused.load(Ordering::Relaxed))?;
-    writeln!(out, "failed            : {}", stats.failed.load(Ordering::Relaxed))?;
-    writeln!(out, "latency p50/p99   : {:.2} ms / {:.2} ms", pct(0.5) as f64 / 1e3, pct(0.99) as f64 / 1e3)?;
+    writeln!(
+        out,
+        "accepted requests : {}",
+        stats.ok_requests.load(Ordering::Relaxed)
+    )?;
+    writeln!(
+        out,
+        "refused (retryable): {}",
+        stats.refused.load(Ordering::Relaxed)
+    )?;
+    writeln!(
+        out,
+        "failed            : {}",
+        stats.failed.load(Ordering::Relaxed)
+    )?;
+    writeln!(
+        out,
+        "latency p50/p99   : {:.2} ms / {:.2} ms",
+        pct(0.5) as f64 / 1e3,
+        pct(0.99) as f64 / 1e3
+    )?;
     if ok == 0 {
         bail!("nothing was accepted");
     }
@@ -233,7 +267,9 @@ async fn send(
     let mut request = http::Request::post(uri.clone());
     request = match protocol {
         Protocol::Grpc => {
-            let r = request.header("content-type", "application/grpc").header("te", "trailers");
+            let r = request
+                .header("content-type", "application/grpc")
+                .header("te", "trailers");
             if gzip {
                 r.header("grpc-encoding", "gzip")
             } else {
@@ -290,6 +326,8 @@ fn grpc_frame(body: &[u8], compressed: bool) -> Bytes {
 
 fn gzip(body: &[u8]) -> Bytes {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    encoder.write_all(body).expect("writing to a Vec cannot fail");
+    encoder
+        .write_all(body)
+        .expect("writing to a Vec cannot fail");
     Bytes::from(encoder.finish().expect("writing to a Vec cannot fail"))
 }

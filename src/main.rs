@@ -76,7 +76,9 @@ fn run(path: &std::path::Path) -> anyhow::Result<()> {
         .build()
         .context("cannot start the tokio runtime")?;
     runtime.block_on(async {
-        let gateway = Gateway::start(&config).await.context("cannot start the gateway")?;
+        let gateway = Gateway::start(&config)
+            .await
+            .context("cannot start the gateway")?;
         wait_for_signal().await?;
         tracing::info!("Shutdown signal received; draining.");
         gateway.shutdown().await;

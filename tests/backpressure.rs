@@ -32,7 +32,9 @@ fn rss_bytes() -> u64 {
     kb * 1024
 }
 
-fn trace_ids(request: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest) -> Vec<Vec<u8>> {
+fn trace_ids(
+    request: &opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest,
+) -> Vec<Vec<u8>> {
     request
         .resource_spans
         .iter()
@@ -73,14 +75,23 @@ async fn full_queue_refuses_retryably_and_delivers_everything_acknowledged() {
             }
             other => panic!("unexpected status {other}"),
         }
-        assert!(rss_bytes() < RSS_BOUND_BYTES, "RSS {} over the bound", rss_bytes());
+        assert!(
+            rss_bytes() < RSS_BOUND_BYTES,
+            "RSS {} over the bound",
+            rss_bytes()
+        );
     }
     assert!(refused > 0, "a blocked downstream must fill the queue");
     assert!(!acknowledged.is_empty());
-    assert!(acknowledged.len() <= 4096 + 512, "no more than the queue accepted");
+    assert!(
+        acknowledged.len() <= 4096 + 512,
+        "no more than the queue accepted"
+    );
 
     // gRPC clients get UNAVAILABLE with RetryInfo.
-    let mut grpc = TraceServiceClient::connect(gateway::grpc_url(&gw)).await.expect("connect");
+    let mut grpc = TraceServiceClient::connect(gateway::grpc_url(&gw))
+        .await
+        .expect("connect");
     let status = grpc
         .export(testkit::trace_request(1000, 512))
         .await
@@ -101,7 +112,8 @@ async fn full_queue_refuses_retryably_and_delivers_everything_acknowledged() {
     assert_eq!(ready.status(), 503);
 
     fake.release();
-    fake.wait_for_items(Signal::Traces, acknowledged.len() as u64).await;
+    fake.wait_for_items(Signal::Traces, acknowledged.len() as u64)
+        .await;
     let delivered: HashSet<_> = fake.received_traces().iter().flat_map(trace_ids).collect();
     let missing = acknowledged.difference(&delivered).count();
     assert_eq!(missing, 0, "every acknowledged span arrives");

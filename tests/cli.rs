@@ -16,8 +16,15 @@ fn check_config_prints_resolved_pipelines_for_the_shipped_config() {
         .output()
         .expect("runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
-    assert!(stdout.contains("pipeline traces: receivers [otlp]"), "{stdout}");
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("pipeline traces: receivers [otlp]"),
+        "{stdout}"
+    );
     assert!(stdout.contains("exporters [debug/console"), "{stdout}");
     assert!(stdout.ends_with("config OK: config.toml\n"), "{stdout}");
 }
@@ -38,7 +45,10 @@ fn check_config_reports_every_problem_and_fails() {
         .expect("runs");
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("processors.batch.timeout (line 2): invalid duration \"soon\""), "{stderr}");
+    assert!(
+        stderr.contains("processors.batch.timeout (line 2): invalid duration \"soon\""),
+        "{stderr}"
+    );
 
     // The same config refuses to start the gateway.
     let out = gateway().arg("--config").arg(&path).output().expect("runs");
@@ -75,7 +85,10 @@ exporters = ["debug/console"]
         .spawn()
         .expect("starts");
     let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let started = lines.by_ref().map_while(Result::ok).any(|l| l.contains("Gateway started."));
+    let started = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .any(|l| l.contains("Gateway started."));
     assert!(started, "gateway logs its start");
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -85,7 +98,11 @@ exporters = ["debug/console"]
     let rest: Vec<String> = lines.map_while(Result::ok).collect();
     let status = wait(&mut child, Duration::from_secs(10));
     assert_eq!(status.code(), Some(0), "{rest:?}");
-    assert!(rest.iter().any(|l| l.contains("Gateway stopped.") && l.contains("drained")), "{rest:?}");
+    assert!(
+        rest.iter()
+            .any(|l| l.contains("Gateway stopped.") && l.contains("drained")),
+        "{rest:?}"
+    );
 }
 
 fn wait(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {

@@ -8,9 +8,13 @@ mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use opentelemetry::logs::{AnyValue as LogValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
+use opentelemetry::logs::{
+    AnyValue as LogValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity,
+};
 use opentelemetry::metrics::MeterProvider as _;
-use opentelemetry::trace::{Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _};
+use opentelemetry::trace::{
+    Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
+};
 use opentelemetry::{InstrumentationScope, KeyValue};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue as PbKeyValue};
@@ -100,7 +104,10 @@ async fn traces_arrive_intact(client: Client) {
     let end = start + Duration::from_millis(85);
     let (trace_id, span_id, child_id) = blocking(move || {
         let exporter = match client {
-            Client::Grpc => opentelemetry_otlp::SpanExporter::builder().with_tonic().with_endpoint(url).build(),
+            Client::Grpc => opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(url)
+                .build(),
             Client::Http => opentelemetry_otlp::SpanExporter::builder()
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
@@ -125,7 +132,10 @@ async fn traces_arrive_intact(client: Client) {
             ])
             .start(&tracer);
         root.set_status(Status::error("payment declined"));
-        let ids = (root.span_context().trace_id(), root.span_context().span_id());
+        let ids = (
+            root.span_context().trace_id(),
+            root.span_context().span_id(),
+        );
         let cx = opentelemetry::Context::current_with_span(root);
         let mut child = tracer
             .span_builder("charge card")
@@ -159,8 +169,14 @@ async fn traces_arrive_intact(client: Client) {
         })
         .collect();
     assert_eq!(spans.len(), 2, "{client:?}: exactly the two spans");
-    let root = spans.iter().find(|s| s.name == "POST /checkout").expect("root span");
-    let child = spans.iter().find(|s| s.name == "charge card").expect("child span");
+    let root = spans
+        .iter()
+        .find(|s| s.name == "POST /checkout")
+        .expect("root span");
+    let child = spans
+        .iter()
+        .find(|s| s.name == "charge card")
+        .expect("child span");
     assert_eq!(root.trace_id, trace_id.to_bytes().to_vec());
     assert_eq!(root.span_id, span_id.to_bytes().to_vec());
     assert!(root.parent_span_id.is_empty());
@@ -171,13 +187,28 @@ async fn traces_arrive_intact(client: Client) {
     assert_eq!(child.kind, 3, "CLIENT");
     assert_eq!(root.start_time_unix_nano, nanos(start));
     assert_eq!(root.end_time_unix_nano, nanos(end));
-    assert_eq!(child.end_time_unix_nano, nanos(start + Duration::from_millis(70)));
+    assert_eq!(
+        child.end_time_unix_nano,
+        nanos(start + Duration::from_millis(70))
+    );
     let status = root.status.as_ref().expect("status");
-    assert_eq!((status.code, status.message.as_str()), (2, "payment declined"));
+    assert_eq!(
+        (status.code, status.message.as_str()),
+        (2, "payment declined")
+    );
     assert_eq!(attr(&root.attributes, "order.id"), string("o-42"));
-    assert_eq!(attr(&root.attributes, "order.amount"), Some(any_value::Value::DoubleValue(1250.5)));
-    assert_eq!(attr(&root.attributes, "user.vip"), Some(any_value::Value::BoolValue(true)));
-    assert_eq!(attr(&root.attributes, "http.response.status_code"), Some(any_value::Value::IntValue(500)));
+    assert_eq!(
+        attr(&root.attributes, "order.amount"),
+        Some(any_value::Value::DoubleValue(1250.5))
+    );
+    assert_eq!(
+        attr(&root.attributes, "user.vip"),
+        Some(any_value::Value::BoolValue(true))
+    );
+    assert_eq!(
+        attr(&root.attributes, "http.response.status_code"),
+        Some(any_value::Value::IntValue(500))
+    );
     assert!(gw.shutdown().await, "drained");
 }
 
@@ -187,7 +218,10 @@ async fn metrics_arrive_intact(client: Client) {
     let url = endpoint(&gw, client, Signal::Metrics);
     blocking(move || {
         let exporter = match client {
-            Client::Grpc => opentelemetry_otlp::MetricExporter::builder().with_tonic().with_endpoint(url).build(),
+            Client::Grpc => opentelemetry_otlp::MetricExporter::builder()
+                .with_tonic()
+                .with_endpoint(url)
+                .build(),
             Client::Http => opentelemetry_otlp::MetricExporter::builder()
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
@@ -200,10 +234,17 @@ async fn metrics_arrive_intact(client: Client) {
             .with_periodic_exporter(exporter)
             .build();
         let meter = provider.meter_with_scope(scope());
-        let orders = meter.u64_counter("orders").with_unit("{order}").with_description("Orders placed").build();
+        let orders = meter
+            .u64_counter("orders")
+            .with_unit("{order}")
+            .with_description("Orders placed")
+            .build();
         orders.add(3, &[KeyValue::new("tenant.id", "t-1")]);
         orders.add(4, &[KeyValue::new("tenant.id", "t-1")]);
-        let latency = meter.f64_histogram("checkout.duration").with_unit("s").build();
+        let latency = meter
+            .f64_histogram("checkout.duration")
+            .with_unit("s")
+            .build();
         latency.record(0.25, &[KeyValue::new("route", "/checkout")]);
         provider.force_flush().expect("flush");
         provider.shutdown().expect("shutdown");
@@ -252,7 +293,10 @@ async fn logs_arrive_intact(client: Client) {
     let at = UNIX_EPOCH + Duration::from_nanos(1_700_000_001_000_000_007);
     blocking(move || {
         let exporter = match client {
-            Client::Grpc => opentelemetry_otlp::LogExporter::builder().with_tonic().with_endpoint(url).build(),
+            Client::Grpc => opentelemetry_otlp::LogExporter::builder()
+                .with_tonic()
+                .with_endpoint(url)
+                .build(),
             Client::Http => opentelemetry_otlp::LogExporter::builder()
                 .with_http()
                 .with_protocol(Protocol::HttpBinary)
@@ -296,7 +340,10 @@ async fn logs_arrive_intact(client: Client) {
     assert_eq!(records.len(), 1, "{client:?}");
     let record = records[0];
     assert_eq!(record.time_unix_nano, nanos(at));
-    assert_eq!(record.observed_time_unix_nano, nanos(at + Duration::from_millis(1)));
+    assert_eq!(
+        record.observed_time_unix_nano,
+        nanos(at + Duration::from_millis(1))
+    );
     assert_eq!(record.severity_number, Severity::Warn as i32);
     assert_eq!(record.severity_text, "WARN");
     assert_eq!(
@@ -306,7 +353,10 @@ async fn logs_arrive_intact(client: Client) {
         })
     );
     assert_eq!(attr(&record.attributes, "order.id"), string("o-42"));
-    assert_eq!(attr(&record.attributes, "attempt"), Some(any_value::Value::IntValue(2)));
+    assert_eq!(
+        attr(&record.attributes, "attempt"),
+        Some(any_value::Value::IntValue(2))
+    );
     assert!(gw.shutdown().await);
 }
 
@@ -362,7 +412,10 @@ async fn json_request_arrives_as_protobuf() {
     fake.wait_for_items(Signal::Traces, 1).await;
     let received = fake.received_traces();
     let rs = &received[0].resource_spans[0];
-    assert_eq!(attr(&rs.resource.as_ref().unwrap().attributes, "service.name"), string("checkout"));
+    assert_eq!(
+        attr(&rs.resource.as_ref().unwrap().attributes, "service.name"),
+        string("checkout")
+    );
     assert_eq!(rs.scope_spans[0].scope.as_ref().unwrap().name, "curl");
     let span = &rs.scope_spans[0].spans[0];
     assert_eq!(span.trace_id, hex("5b8efff798038103d269b633813fc60c"));
@@ -371,12 +424,24 @@ async fn json_request_arrives_as_protobuf() {
     assert_eq!(span.kind, 2);
     assert_eq!(span.start_time_unix_nano, 1_700_000_000_000_000_000);
     assert_eq!(span.end_time_unix_nano, 1_700_000_000_120_000_000);
-    assert_eq!(attr(&span.attributes, "order.amount"), Some(any_value::Value::DoubleValue(99.5)));
-    assert_eq!(attr(&span.attributes, "retries"), Some(any_value::Value::IntValue(3)));
-    assert_eq!(span.status.as_ref().map(|s| (s.code, s.message.as_str())), Some((2, "boom")));
+    assert_eq!(
+        attr(&span.attributes, "order.amount"),
+        Some(any_value::Value::DoubleValue(99.5))
+    );
+    assert_eq!(
+        attr(&span.attributes, "retries"),
+        Some(any_value::Value::IntValue(3))
+    );
+    assert_eq!(
+        span.status.as_ref().map(|s| (s.code, s.message.as_str())),
+        Some((2, "boom"))
+    );
     assert!(gw.shutdown().await);
 }
 
 fn hex(text: &str) -> Vec<u8> {
-    (0..text.len()).step_by(2).map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap()).collect()
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
 }

@@ -229,7 +229,10 @@ mod tests {
     #[test]
     fn truncated_and_bad_inputs_are_errors() {
         assert_eq!(
-            Reader::new(&[0x0a, 5, 1]).next_field().unwrap().unwrap_err(),
+            Reader::new(&[0x0a, 5, 1])
+                .next_field()
+                .unwrap()
+                .unwrap_err(),
             WireError::Truncated
         );
         assert_eq!(
@@ -241,7 +244,10 @@ mod tests {
             WireError::FieldZero
         );
         assert_eq!(read_varint(&[0xff; 11]).unwrap_err(), WireError::BadVarint);
-        assert_eq!(read_varint(&[0xff, 0xff]).unwrap_err(), WireError::Truncated);
+        assert_eq!(
+            read_varint(&[0xff, 0xff]).unwrap_err(),
+            WireError::Truncated
+        );
     }
 
     #[test]

@@ -101,14 +101,24 @@ impl Gateway {
             };
             let mut inputs = Vec::new();
             for id in &pipeline.exporters {
-                let (exporter, queue_config, retry) = build_exporter(config, signal, id, &mut exporters)?;
+                let (exporter, queue_config, retry) =
+                    build_exporter(config, signal, id, &mut exporters)?;
                 let budget = ItemBudget::new(queue_config.queue_size);
-                let labels = [("exporter", id.clone()), ("signal", signal.as_str().to_string())];
+                let labels = [
+                    ("exporter", id.clone()),
+                    ("signal", signal.as_str().to_string()),
+                ];
                 gauge!(QUEUE_CAPACITY, &labels).set(budget.capacity() as f64);
                 let (tx, rx) = mpsc::channel(BATCHER_CHANNEL);
                 // Every queued batch holds at least one item, so the budget bounds the queue.
-                let queue = MemoryQueue::new(usize::try_from(queue_config.queue_size).unwrap_or(usize::MAX).min(1 << 20));
-                pipelines.spawn(Batcher::new(&config.processors.batch, id, signal).run(rx, queue.clone()));
+                let queue = MemoryQueue::new(
+                    usize::try_from(queue_config.queue_size)
+                        .unwrap_or(usize::MAX)
+                        .min(1 << 20),
+                );
+                pipelines.spawn(
+                    Batcher::new(&config.processors.batch, id, signal).run(rx, queue.clone()),
+                );
                 Sender::new(id, signal, exporter, retry).spawn(
                     queue,
                     queue_config.num_consumers,
@@ -130,7 +140,10 @@ impl Gateway {
         let ingest = Ingest::new(traces, metrics, logs, retry_after);
 
         let readiness = Readiness::new(
-            queues.iter().map(|(name, budget, _)| (name.clone(), budget.clone())).collect(),
+            queues
+                .iter()
+                .map(|(name, budget, _)| (name.clone(), budget.clone()))
+                .collect(),
             config.admin.ready_queue_high_water,
         );
         let stop_admin = CancellationToken::new();
@@ -138,7 +151,10 @@ impl Gateway {
         let admin_server = AdminServer::bind(&config.admin.endpoint, readiness.clone()).await?;
         let admin_addr = admin_server.local_addr();
         admin.spawn(admin_server.run(stop_admin.clone()));
-        let gauges: Vec<_> = queues.into_iter().map(|(_, budget, labels)| (budget, labels)).collect();
+        let gauges: Vec<_> = queues
+            .into_iter()
+            .map(|(_, budget, labels)| (budget, labels))
+            .collect();
         let stop_gauges = stop_admin.clone();
         admin.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -209,7 +225,9 @@ impl Gateway {
             while self.pipelines.join_next().await.is_some() {}
             while self.workers.join_next().await.is_some() {}
         };
-        let drained = tokio::time::timeout(self.shutdown_timeout, drain).await.is_ok();
+        let drained = tokio::time::timeout(self.shutdown_timeout, drain)
+            .await
+            .is_ok();
         if !drained {
             tracing::warn!(timeout = ?self.shutdown_timeout, "Drain deadline passed; dropping what is left.");
             self.abort_export.cancel();
@@ -223,7 +241,11 @@ impl Gateway {
     }
 }
 
-type ExporterParts = (Arc<Exporter>, crate::queue::config::SendingQueueConfig, RetryPolicy);
+type ExporterParts = (
+    Arc<Exporter>,
+    crate::queue::config::SendingQueueConfig,
+    RetryPolicy,
+);
 
 fn build_exporter(
     config: &Config,
@@ -239,7 +261,10 @@ fn build_exporter(
     let (queue, retry) = match kind {
         "otlp" => {
             let c = config.exporters.otlp.get(name).ok_or_else(unknown)?;
-            (c.sending_queue.clone(), RetryPolicy::from_config(&c.retry_on_failure))
+            (
+                c.sending_queue.clone(),
+                RetryPolicy::from_config(&c.retry_on_failure),
+            )
         }
         "debug" => {
             let c = config.exporters.debug.get(name).ok_or_else(unknown)?;
@@ -253,10 +278,12 @@ fn build_exporter(
     let exporter = match kind {
         "otlp" => {
             let c = config.exporters.otlp.get(name).ok_or_else(unknown)?;
-            Exporter::Otlp(OtlpExporter::build(id, c).map_err(|e| StartError::Exporter {
-                id: id.to_string(),
-                source: Box::new(e),
-            })?)
+            Exporter::Otlp(
+                OtlpExporter::build(id, c).map_err(|e| StartError::Exporter {
+                    id: id.to_string(),
+                    source: Box::new(e),
+                })?,
+            )
         }
         _ => {
             let c = config.exporters.debug.get(name).ok_or_else(unknown)?;

@@ -17,8 +17,8 @@ use tokio_util::sync::CancellationToken;
 use crate::exporter::{ExportError, Exporter};
 use crate::model::Signal;
 use crate::telemetry::metrics::{
-    reason, EXPORTER_ITEMS_DROPPED, EXPORTER_ITEMS_FAILED, EXPORTER_ITEMS_SENT, EXPORTER_REQUEST_DURATION,
-    EXPORTER_RETRIES,
+    reason, EXPORTER_ITEMS_DROPPED, EXPORTER_ITEMS_FAILED, EXPORTER_ITEMS_SENT,
+    EXPORTER_REQUEST_DURATION, EXPORTER_RETRIES,
 };
 
 use super::retry::RetryPolicy;
@@ -44,7 +44,13 @@ impl Sender {
     }
 
     /// Starts `consumers` workers on `queue` into `tasks`.
-    pub fn spawn<Q: Queue + Clone>(&self, queue: Q, consumers: usize, abort: CancellationToken, tasks: &mut JoinSet<()>) {
+    pub fn spawn<Q: Queue + Clone>(
+        &self,
+        queue: Q,
+        consumers: usize,
+        abort: CancellationToken,
+        tasks: &mut JoinSet<()>,
+    ) {
         for _ in 0..consumers.max(1) {
             let sender = self.clone();
             let queue = queue.clone();
@@ -91,10 +97,14 @@ impl Sender {
         match result {
             Ok(outcome) => {
                 let rejected = outcome.rejected_items.min(items);
-                counter!(EXPORTER_ITEMS_SENT, "exporter" => self.id.clone(), "signal" => signal).increment(items - rejected);
+                counter!(EXPORTER_ITEMS_SENT, "exporter" => self.id.clone(), "signal" => signal)
+                    .increment(items - rejected);
                 if rejected > 0 {
                     self.dropped(rejected, reason::PARTIAL_SUCCESS);
-                    warn_rate_limited(&self.id, &format!("backend rejected {rejected} items: {}", outcome.message));
+                    warn_rate_limited(
+                        &self.id,
+                        &format!("backend rejected {rejected} items: {}", outcome.message),
+                    );
                 }
             }
             Err(error) => {
