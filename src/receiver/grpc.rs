@@ -27,7 +27,6 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
@@ -54,10 +53,7 @@ const FRAME_HEADER: usize = 5;
 /// The OTLP/gRPC receiver, bound and ready to [`run`](GrpcReceiver::run).
 #[derive(Debug)]
 pub struct GrpcReceiver {
-    listener: TcpListener,
-    local_addr: SocketAddr,
-    max_connections: usize,
-    max_concurrent_streams: u32,
+    listener: server::Listener,
     service: Arc<GrpcService>,
 }
 
@@ -75,26 +71,15 @@ impl GrpcReceiver {
         ingest: Ingest,
         retry_after: Duration,
     ) -> Result<Self, ReceiveError> {
-        let zero = |field| ReceiveError::ZeroLimit {
-            transport: GRPC,
-            field,
-        };
-        if config.max_connections == 0 {
-            return Err(zero("max_connections"));
-        }
-        if config.max_concurrent_streams == 0 {
-            return Err(zero("max_concurrent_streams"));
-        }
-        let listener = server::bind(&config.endpoint).await?;
-        let local_addr = listener.local_addr().map_err(|source| ReceiveError::Bind {
-            endpoint: config.endpoint.clone(),
-            source,
-        })?;
+        let listener = server::Listener::bind(
+            GRPC,
+            &config.endpoint,
+            config.max_connections,
+            config.max_concurrent_streams,
+        )
+        .await?;
         Ok(GrpcReceiver {
             listener,
-            local_addr,
-            max_connections: config.max_connections,
-            max_concurrent_streams: config.max_concurrent_streams,
             service: Arc::new(GrpcService {
                 intake: Intake::new(ingest, retry_after, GRPC),
                 max_request_bytes: config.max_request_bytes.as_usize(),
@@ -105,7 +90,7 @@ impl GrpcReceiver {
 
     /// The bound address (the real port when the endpoint said `:0`).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listener.local_addr
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, lets the
@@ -114,11 +99,11 @@ impl GrpcReceiver {
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
-            .max_concurrent_streams(self.max_concurrent_streams);
+            .max_concurrent_streams(self.listener.max_concurrent_streams);
         let service = self.service;
         server::serve(
-            self.listener,
-            self.max_connections,
+            self.listener.listener,
+            self.listener.max_connections,
             GRPC,
             shutdown,
             move |io| {

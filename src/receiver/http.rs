@@ -21,7 +21,6 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
@@ -43,10 +42,7 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// The OTLP/HTTP receiver, bound and ready to [`run`](HttpReceiver::run).
 #[derive(Debug)]
 pub struct HttpReceiver {
-    listener: TcpListener,
-    local_addr: SocketAddr,
-    max_connections: usize,
-    max_concurrent_streams: u32,
+    listener: server::Listener,
     service: Arc<HttpService>,
 }
 
@@ -64,26 +60,15 @@ impl HttpReceiver {
         ingest: Ingest,
         retry_after: Duration,
     ) -> Result<Self, ReceiveError> {
-        let zero = |field| ReceiveError::ZeroLimit {
-            transport: HTTP,
-            field,
-        };
-        if config.max_connections == 0 {
-            return Err(zero("max_connections"));
-        }
-        if config.max_concurrent_streams == 0 {
-            return Err(zero("max_concurrent_streams"));
-        }
-        let listener = server::bind(&config.endpoint).await?;
-        let local_addr = listener.local_addr().map_err(|source| ReceiveError::Bind {
-            endpoint: config.endpoint.clone(),
-            source,
-        })?;
+        let listener = server::Listener::bind(
+            HTTP,
+            &config.endpoint,
+            config.max_connections,
+            config.max_concurrent_streams,
+        )
+        .await?;
         Ok(HttpReceiver {
             listener,
-            local_addr,
-            max_connections: config.max_connections,
-            max_concurrent_streams: config.max_concurrent_streams,
             service: Arc::new(HttpService {
                 intake: Intake::new(ingest, retry_after, HTTP),
                 max_request_bytes: config.max_request_bytes.as_usize(),
@@ -94,7 +79,7 @@ impl HttpReceiver {
 
     /// The bound address (the real port when the endpoint said `:0`).
     pub fn local_addr(&self) -> SocketAddr {
-        self.local_addr
+        self.listener.local_addr
     }
 
     /// Serves until `shutdown` is cancelled, then stops accepting, lets the
@@ -108,11 +93,11 @@ impl HttpReceiver {
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(self.max_concurrent_streams);
+            .max_concurrent_streams(self.listener.max_concurrent_streams);
         let service = self.service;
         server::serve(
-            self.listener,
-            self.max_connections,
+            self.listener.listener,
+            self.listener.max_connections,
             HTTP,
             shutdown,
             move |io| {

@@ -2,6 +2,7 @@
 //! shutdown.
 
 use std::fmt::Display;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,17 +15,47 @@ use tracing::{debug, warn};
 
 use super::error::ReceiveError;
 
-/// Binds `endpoint` (`host:port`; host names resolve).
-///
-/// # Errors
-/// [`ReceiveError::Bind`] when the address is taken, not local or does not resolve.
-pub async fn bind(endpoint: &str) -> Result<TcpListener, ReceiveError> {
-    TcpListener::bind(endpoint)
-        .await
-        .map_err(|source| ReceiveError::Bind {
+/// A bound listener with the connection limits both receivers share.
+#[derive(Debug)]
+pub struct Listener {
+    pub listener: TcpListener,
+    pub local_addr: SocketAddr,
+    pub max_connections: usize,
+    pub max_concurrent_streams: u32,
+}
+
+impl Listener {
+    /// Binds `endpoint` (`host:port`; host names resolve) after checking the limits.
+    ///
+    /// # Errors
+    /// [`ReceiveError::ZeroLimit`] when a limit is 0, [`ReceiveError::Bind`]
+    /// when the address is taken, not local or does not resolve.
+    pub async fn bind(
+        transport: &'static str,
+        endpoint: &str,
+        max_connections: usize,
+        max_concurrent_streams: u32,
+    ) -> Result<Self, ReceiveError> {
+        let zero = |field| ReceiveError::ZeroLimit { transport, field };
+        if max_connections == 0 {
+            return Err(zero("max_connections"));
+        }
+        if max_concurrent_streams == 0 {
+            return Err(zero("max_concurrent_streams"));
+        }
+        let bind_error = |source| ReceiveError::Bind {
             endpoint: endpoint.to_owned(),
             source,
+        };
+        let listener = TcpListener::bind(endpoint).await.map_err(bind_error)?;
+        let local_addr = listener.local_addr().map_err(bind_error)?;
+        Ok(Listener {
+            listener,
+            local_addr,
+            max_connections,
+            max_concurrent_streams,
         })
+    }
 }
 
 /// Pause after a failed `accept` (e.g. out of file descriptors), so the
