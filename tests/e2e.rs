@@ -445,3 +445,97 @@ fn hex(text: &str) -> Vec<u8> {
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
         .collect()
 }
+
+async fn metrics_text(gw: &otlp_gateway::pipeline::Gateway) -> String {
+    reqwest::get(format!("http://{}/metrics", gateway::admin(gw)))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body")
+}
+
+/// Downstream refusals drop the items with a counted reason; retryable
+/// failures are retried and counted as failed attempts, then delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_and_retries_are_counted_per_exporter() {
+    use support::fake_otlp::{Code, Failure};
+    let fake = FakeOtlp::start().await;
+    let gw = gateway::start(&format!(
+        "{}\n[pipelines.traces]\nexporters = [\"otlp/counted\"]\n",
+        gateway::otlp_exporter_named("counted", &fake.grpc_url(), "grpc", 10_000)
+    ))
+    .await;
+    let url = format!("{}/v1/traces", gateway::http_base(&gw));
+    let send = |seed: u64| {
+        let url = url.clone();
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .header("content-type", "application/x-protobuf")
+                .body(otlp_gateway::testkit::encoded_traces(seed, 16))
+                .send()
+                .await
+                .expect("request");
+            assert_eq!(response.status(), 200);
+        }
+    };
+    let exporter = "exporter=\"otlp/counted\",signal=\"traces\"";
+
+    fake.fail_next(1, Failure::grpc(Code::InvalidArgument));
+    send(1).await;
+    fake.wait_for_requests(1).await;
+    fake.partial_next(1, 4, "4 spans too old");
+    send(2).await;
+    fake.wait_for_requests(2).await;
+    fake.fail_next(2, Failure::grpc(Code::Unavailable));
+    send(3).await;
+    fake.wait_for_items(Signal::Traces, 32).await;
+
+    fn value(text: &str, name: &str, labels: &str) -> Option<f64> {
+        text.lines()
+            .find(|l| l.starts_with(&format!("{name}{{{labels}")))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    }
+    // The fake records a request before the gateway counts its answer: wait for the count.
+    let sent = "otlp_gateway_exporter_items_sent_total";
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut text = metrics_text(&gw).await;
+    while value(&text, sent, exporter) != Some(28.0) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        text = metrics_text(&gw).await;
+    }
+    let value = |name: &str, labels: &str| value(&text, name, labels);
+    assert_eq!(
+        value(
+            "otlp_gateway_exporter_items_dropped_total",
+            &format!("{exporter},reason=\"permanent\"")
+        ),
+        Some(16.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            "otlp_gateway_exporter_items_dropped_total",
+            &format!("{exporter},reason=\"partial_success\"")
+        ),
+        Some(4.0)
+    );
+    assert_eq!(
+        value("otlp_gateway_exporter_retries_total", exporter),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            "otlp_gateway_exporter_items_failed_total",
+            &format!("{exporter},reason=\"retryable\"")
+        ),
+        Some(32.0)
+    );
+    // 12 of the partial batch and all 16 of the retried one were delivered.
+    assert_eq!(
+        value("otlp_gateway_exporter_items_sent_total", exporter),
+        Some(28.0)
+    );
+    assert!(gw.shutdown().await);
+}

@@ -51,18 +51,23 @@ pub fn admin(gateway: &Gateway) -> SocketAddr {
 
 /// An OTLP exporter table named `down` pointing at `endpoint`, with quick retries.
 pub fn otlp_exporter(endpoint: &str, protocol: &str, queue_size: u64) -> String {
+    otlp_exporter_named("down", endpoint, protocol, queue_size)
+}
+
+/// [`otlp_exporter`] under another name (metrics are per exporter id).
+pub fn otlp_exporter_named(name: &str, endpoint: &str, protocol: &str, queue_size: u64) -> String {
     format!(
         r#"
-[exporters.otlp.down]
+[exporters.otlp.{name}]
 endpoint = "{endpoint}"
 protocol = "{protocol}"
 compression = "none"
 timeout = "2s"
-[exporters.otlp.down.retry_on_failure]
+[exporters.otlp.{name}.retry_on_failure]
 initial_interval = "20ms"
 max_interval = "100ms"
 max_elapsed_time = "60s"
-[exporters.otlp.down.sending_queue]
+[exporters.otlp.{name}.sending_queue]
 queue_size = {queue_size}
 num_consumers = 2
 "#
