@@ -113,28 +113,35 @@ impl SignalPipeline {
         if items == 0 {
             return Ok(());
         }
-        let reservations: Vec<_> = self
+        // A slot is room in both the exporter's item budget and its batcher's
+        // channel, taken together before anything is sent, so an exporter
+        // counted as having room really gets the batch.
+        let slots: Vec<_> = self
             .exporters
             .iter()
-            .map(|e| e.budget.try_reserve(items))
+            .map(|e| {
+                let permit = e.tx.try_reserve().ok()?;
+                let reservation = e.budget.try_reserve(items)?;
+                Some((permit, reservation))
+            })
             .collect();
-        if !self.exporters.is_empty() && reservations.iter().all(Option::is_none) {
+        if !self.exporters.is_empty() && slots.iter().all(Option::is_none) {
             return Err(Refused::Busy {
                 signal: self.signal,
                 retry_after: self.retry_after,
             });
         }
-        for (exporter, reservation) in self.exporters.iter().zip(reservations) {
-            let sent = reservation.map(|reservation| {
-                exporter.tx.try_send(QueuedBatch {
+        for (exporter, slot) in self.exporters.iter().zip(slots) {
+            match slot {
+                Some((permit, reservation)) => permit.send(QueuedBatch {
                     batch: batch.clone(),
                     reservation,
-                })
-            });
-            if !matches!(sent, Some(Ok(()))) {
-                counter!(EXPORTER_ITEMS_DROPPED, "exporter" => exporter.id.clone(), "signal" => self.signal.as_str(), "reason" => reason::QUEUE_FULL)
-                    .increment(items);
-                tracing::debug!(exporter = %exporter.id, items, "Exporter queue full; items dropped for it.");
+                }),
+                None => {
+                    counter!(EXPORTER_ITEMS_DROPPED, "exporter" => exporter.id.clone(), "signal" => self.signal.as_str(), "reason" => reason::QUEUE_FULL)
+                        .increment(items);
+                    tracing::debug!(exporter = %exporter.id, items, "Exporter queue full; items dropped for it.");
+                }
             }
         }
         Ok(())
@@ -190,6 +197,25 @@ mod tests {
         assert!(pipeline.process(batch(8)).is_ok());
         assert_eq!(a_rx.try_recv().unwrap().batch.items(), 8);
         assert!(b_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn full_batcher_channel_counts_as_no_room() {
+        let (tx, _rx) = mpsc::channel(1);
+        let input = ExporterInput {
+            id: "otlp/a".into(),
+            budget: ItemBudget::new(1000),
+            tx,
+        };
+        let budget = input.budget.clone();
+        let mut pipeline =
+            SignalPipeline::new(Signal::Traces, vec![], vec![input], Duration::from_secs(1));
+        assert!(pipeline.process(batch(8)).is_ok());
+        assert!(matches!(
+            pipeline.process(batch(8)),
+            Err(Refused::Busy { .. })
+        ));
+        assert_eq!(budget.used(), 8, "the refused batch holds no items");
     }
 
     struct Halve;
