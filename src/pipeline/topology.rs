@@ -51,7 +51,7 @@ pub enum StartError {
     Exporter {
         id: String,
         #[source]
-        source: Box<dyn std::error::Error + Send + Sync>,
+        source: crate::exporter::otlp::OtlpBuildError,
     },
     #[error("pipeline {signal} names unknown exporter {id}")]
     UnknownExporter { signal: Signal, id: String },
@@ -281,7 +281,7 @@ fn build_exporter(
             Exporter::Otlp(
                 OtlpExporter::build(id, c).map_err(|e| StartError::Exporter {
                     id: id.to_string(),
-                    source: Box::new(e),
+                    source: e,
                 })?,
             )
         }
