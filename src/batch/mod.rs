@@ -1,8 +1,10 @@
 //! Batcher: groups one exporter's input into export-sized batches.
 //!
-//! A task stage (it owns time): flushes when the pending batch reaches
+//! The first user of the stage contract ([`Transform`]): it holds items and
+//! says when they are due. It emits when the pending batch reaches
 //! `send_batch_size` items, cuts batches larger than `send_batch_max_size`,
-//! and flushes whatever is pending `timeout` after its first item arrived.
+//! and emits whatever is pending `timeout` after its first item arrived.
+//! [`Batcher::run`] drives it with [`run_timed`] into the exporter's queue.
 //!
 //! # Backpressure
 //! Its input is bounded; its output is the exporter's [`Queue`], whose push
@@ -17,15 +19,17 @@ use std::time::Duration;
 
 use metrics::{counter, histogram};
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, Instant};
+use tokio::time::Instant;
 
 use crate::model::Signal;
+use crate::pipeline::{run_timed, StageError, Transform};
 use crate::queue::{Queue, QueuedBatch};
 use crate::telemetry::metrics::{BATCH_FLUSHES, BATCH_ITEMS};
 
 pub use config::BatchConfig;
 
-/// The running batcher of one exporter.
+/// The batcher of one exporter: a [`Transform`] from admitted batches to
+/// export-sized batches.
 #[derive(Debug)]
 pub struct Batcher {
     exporter: String,
@@ -33,6 +37,8 @@ pub struct Batcher {
     send_batch_size: u64,
     send_batch_max_size: Option<u64>,
     timeout: Duration,
+    /// The batch being filled, and when its first items arrived.
+    pending: Option<(QueuedBatch, Instant)>,
 }
 
 /// What made a batch leave the batcher (the `trigger` metric label).
@@ -63,80 +69,89 @@ impl Batcher {
             send_batch_max_size: (config.send_batch_max_size > 0)
                 .then_some(config.send_batch_max_size),
             timeout: config.timeout.get(),
+            pending: None,
         }
     }
 
     /// Runs until `input` closes, then flushes, closes `queue` and returns.
-    pub async fn run<Q: Queue>(self, mut input: mpsc::Receiver<QueuedBatch>, queue: Q) {
-        let mut pending: Option<(QueuedBatch, Instant)> = None;
-        loop {
-            let deadline = pending.as_ref().map(|(_, first)| *first + self.timeout);
-            let received = tokio::select! {
-                item = input.recv() => item,
-                _ = sleep_until(deadline.unwrap_or_else(far_future)), if deadline.is_some() => {
-                    if let Some((batch, _)) = pending.take() {
-                        self.flush(batch, Trigger::Timeout, &queue).await;
-                    }
-                    continue;
-                }
-            };
-            let Some(item) = received else { break };
-            match pending.as_mut() {
-                Some((held, _)) => {
-                    held.batch.append(item.batch);
-                    held.reservation.merge(item.reservation);
-                }
-                None => pending = Some((item, Instant::now())),
+    pub async fn run<Q: Queue>(self, input: mpsc::Receiver<QueuedBatch>, queue: Q) {
+        run_timed(self, input, |item| async {
+            if queue.push(item).await.is_err() {
+                // Only after close, which only this task does after its last push.
+                tracing::error!("Queue closed before the batcher; batch lost.");
             }
-            if pending
-                .as_ref()
-                .is_some_and(|(held, _)| held.batch.items() >= self.send_batch_size)
-            {
-                if let Some((batch, _)) = pending.take() {
-                    self.flush(batch, Trigger::Size, &queue).await;
-                }
-            }
-        }
-        if let Some((batch, _)) = pending.take() {
-            self.flush(batch, Trigger::Shutdown, &queue).await;
-        }
+        })
+        .await;
         queue.close();
     }
 
-    /// Pushes `held` to the queue, cut into pieces of at most `send_batch_max_size`.
-    async fn flush<Q: Queue>(&self, mut held: QueuedBatch, trigger: Trigger, queue: &Q) {
-        loop {
-            let piece = match self.send_batch_max_size {
-                Some(max) if held.batch.items() > max => {
-                    let batch = held.batch.split_to(max);
-                    let reservation = held.reservation.split(batch.items());
-                    QueuedBatch { batch, reservation }
-                }
-                _ => {
-                    self.push(held, trigger, queue).await;
-                    return;
-                }
-            };
-            self.push(piece, trigger, queue).await;
+    /// Emits the pending batch, cut into pieces of at most `send_batch_max_size`.
+    fn emit(&mut self, trigger: Trigger, out: &mut Vec<QueuedBatch>) {
+        let Some((mut held, _)) = self.pending.take() else {
+            return;
+        };
+        if let Some(max) = self.send_batch_max_size {
+            while held.batch.items() > max {
+                let batch = held.batch.split_to(max);
+                let reservation = held.reservation.split(batch.items());
+                self.record(batch.items(), trigger);
+                out.push(QueuedBatch { batch, reservation });
+            }
         }
+        self.record(held.batch.items(), trigger);
+        out.push(held);
     }
 
-    async fn push<Q: Queue>(&self, item: QueuedBatch, trigger: Trigger, queue: &Q) {
+    fn record(&self, items: u64, trigger: Trigger) {
         let labels = [
             ("exporter", self.exporter.clone()),
             ("signal", self.signal.as_str().to_string()),
         ];
-        histogram!(BATCH_ITEMS, &labels).record(item.batch.items() as f64);
+        histogram!(BATCH_ITEMS, &labels).record(items as f64);
         counter!(BATCH_FLUSHES, "exporter" => self.exporter.clone(), "signal" => self.signal.as_str(), "trigger" => trigger.as_str()).increment(1);
-        if queue.push(item).await.is_err() {
-            // Only after close, which only this task does after its last push.
-            tracing::error!(exporter = %self.exporter, "Queue closed before the batcher; batch lost.");
-        }
     }
 }
 
-fn far_future() -> Instant {
-    Instant::now() + Duration::from_secs(86_400 * 365)
+impl Transform for Batcher {
+    type In = QueuedBatch;
+    type Out = QueuedBatch;
+
+    fn name(&self) -> &'static str {
+        "batch"
+    }
+
+    fn process(&mut self, item: QueuedBatch, out: &mut Vec<QueuedBatch>) -> Result<(), StageError> {
+        let full = match self.pending.as_mut() {
+            Some((held, _)) => {
+                held.batch.append(item.batch);
+                held.reservation.merge(item.reservation);
+                held.batch.items() >= self.send_batch_size
+            }
+            None => {
+                let full = item.batch.items() >= self.send_batch_size;
+                self.pending = Some((item, Instant::now()));
+                full
+            }
+        };
+        if full {
+            self.emit(Trigger::Size, out);
+        }
+        Ok(())
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        self.pending
+            .as_ref()
+            .map(|(_, first)| *first + self.timeout)
+    }
+
+    fn on_deadline(&mut self, _now: Instant, out: &mut Vec<QueuedBatch>) {
+        self.emit(Trigger::Timeout, out);
+    }
+
+    fn flush(&mut self, out: &mut Vec<QueuedBatch>) {
+        self.emit(Trigger::Shutdown, out);
+    }
 }
 
 #[cfg(test)]

@@ -7,10 +7,12 @@
 //! ```
 //!
 //! # Stage contract
-//! Synchronous steps implement [`Transform`] and run on the signal's task, in
-//! flow order, each batch in turn (`process(batch, &mut out)`); the task, not
-//! the stage, counts items in and out. Steps that own time (the batcher,
-//! later tail sampling) are tasks with an inherent `async fn run(self, input, output)`.
+//! Every step implements [`Transform`] (`process(input, &mut out)`, plus
+//! `deadline` / `on_deadline` / `flush` for steps that hold data until a
+//! time). Steps that hold nothing run inline on the signal's task, in flow
+//! order, as [`BatchStage`]s; the task, not the stage, counts items in and
+//! out. Steps that own time run as their own task through [`run_timed`]: the
+//! batcher is the first of them, tail sampling and span metrics come next.
 //!
 //! # Backpressure
 //! See [`signal`]: admission into every exporter's item budget, or a
@@ -23,5 +25,5 @@ pub mod topology;
 
 pub use ingest::{Accepted, Ingest, Refused, Submission};
 pub use signal::{ExporterInput, SignalPipeline};
-pub use stage::{StageError, Transform};
+pub use stage::{run_timed, BatchStage, StageError, Transform};
 pub use topology::{Gateway, StartError};

@@ -19,7 +19,7 @@ use crate::telemetry::metrics::{
     reason, EXPORTER_ITEMS_DROPPED, STAGE_ERRORS, STAGE_ITEMS_IN, STAGE_ITEMS_OUT,
 };
 
-use super::{Accepted, Refused, StageError, Submission, Transform};
+use super::{Accepted, BatchStage, Refused, StageError, Submission};
 
 /// The entrance of one exporter: its budget and its batcher's input.
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub struct ExporterInput {
 /// Stages and exporters of one signal.
 pub struct SignalPipeline {
     signal: Signal,
-    stages: Vec<Box<dyn Transform>>,
+    stages: Vec<BatchStage>,
     exporters: Vec<ExporterInput>,
     retry_after: Duration,
 }
@@ -41,7 +41,7 @@ pub struct SignalPipeline {
 impl SignalPipeline {
     pub fn new(
         signal: Signal,
-        stages: Vec<Box<dyn Transform>>,
+        stages: Vec<BatchStage>,
         exporters: Vec<ExporterInput>,
         retry_after: Duration,
     ) -> Self {
@@ -219,7 +219,9 @@ mod tests {
     }
 
     struct Halve;
-    impl Transform for Halve {
+    impl crate::pipeline::Transform for Halve {
+        type In = Batch;
+        type Out = Batch;
         fn name(&self) -> &'static str {
             "halve"
         }

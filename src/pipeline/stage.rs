@@ -1,4 +1,21 @@
-//! The stage contract every processing step implements.
+//! The stage contract every processing step implements, and the driver that
+//! runs a stage which owns time.
+//!
+//! A stage is synchronous: it is handed one input at a time and pushes zero
+//! or more outputs. A stage that holds data until a moment (the batcher's
+//! `timeout`, later tail sampling's `decision_wait` and span metrics' flush
+//! interval) says when through [`Transform::deadline`] and is called back at
+//! that moment through [`Transform::on_deadline`]; [`run_timed`] is the task
+//! that does this for it. Stages that hold nothing (redaction, routing) only
+//! implement `process`, and run inline on their signal's task.
+//!
+//! # Shutdown
+//! When its input closes, a stage is asked to [`Transform::flush`] what it holds.
+
+use std::future::Future;
+
+use tokio::sync::mpsc;
+use tokio::time::{sleep_until, Instant};
 
 use crate::model::Batch;
 
@@ -15,18 +32,73 @@ pub enum StageError {
 
 /// One synchronous step of the pipeline.
 ///
-/// Called once per batch, on the pipeline task of its signal. Must not block
-/// or await. The pipeline wrapper, not the stage, counts items in and out, so
-/// every stage gets the same `otlp_gateway_stage_*` metrics.
+/// Called once per input, on the task that runs the stage. Must not block or
+/// await. The caller, not the stage, counts items in and out, so every stage
+/// of a signal's task gets the same `otlp_gateway_stage_*` metrics.
 pub trait Transform: Send + 'static {
+    /// What the stage takes: a [`Batch`] for the signal stages.
+    type In;
+    /// What the stage emits.
+    type Out;
+
     /// Stable name used as the `stage` label on metrics and in logs, e.g. `"redact"`.
     fn name(&self) -> &'static str;
 
-    /// Push zero, one or many outputs for `input`. Pushing nothing drops the
-    /// batch on purpose; return `Err` only for failures the caller must count
-    /// or refuse.
+    /// Push zero, one or many outputs for `input`. Pushing nothing holds or
+    /// drops the input on purpose; return `Err` only for failures that the
+    /// caller must count or refuse.
     ///
     /// # Errors
-    /// [`StageError`] when the batch cannot be processed.
-    fn process(&mut self, input: Batch, out: &mut Vec<Batch>) -> Result<(), StageError>;
+    /// [`StageError`] when the input cannot be processed.
+    fn process(&mut self, input: Self::In, out: &mut Vec<Self::Out>) -> Result<(), StageError>;
+
+    /// The next moment the stage wants [`Transform::on_deadline`], if it holds
+    /// anything that must leave by a time. Default: never.
+    fn deadline(&self) -> Option<Instant> {
+        None
+    }
+
+    /// Called at (or after) [`Transform::deadline`]: push what is due.
+    fn on_deadline(&mut self, _now: Instant, _out: &mut Vec<Self::Out>) {}
+
+    /// The input has ended: push everything still held.
+    fn flush(&mut self, _out: &mut Vec<Self::Out>) {}
+}
+
+/// The signal stages: batches in, batches out.
+pub type BatchStage = Box<dyn Transform<In = Batch, Out = Batch>>;
+
+/// Runs a stage that owns time as a task: feeds it `input`, calls it back at
+/// its deadlines, hands every output to `emit` (awaited, so `emit` may apply
+/// backpressure), and flushes it when `input` closes.
+pub async fn run_timed<T, E, F>(mut stage: T, mut input: mpsc::Receiver<T::In>, mut emit: E)
+where
+    T: Transform,
+    E: FnMut(T::Out) -> F,
+    F: Future<Output = ()>,
+{
+    let mut out = Vec::new();
+    loop {
+        let deadline = stage.deadline();
+        tokio::select! {
+            received = input.recv() => match received {
+                Some(item) => {
+                    if let Err(error) = stage.process(item, &mut out) {
+                        tracing::warn!(stage = stage.name(), %error, "Stage refused an input.");
+                    }
+                }
+                None => break,
+            },
+            () = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+                stage.on_deadline(Instant::now(), &mut out);
+            }
+        }
+        for item in out.drain(..) {
+            emit(item).await;
+        }
+    }
+    stage.flush(&mut out);
+    for item in out.drain(..) {
+        emit(item).await;
+    }
 }
