@@ -180,6 +180,31 @@ mod tests {
         }
     }
 
+    #[test]
+    fn as_a_transform_it_holds_until_size_and_says_when_it_is_due() {
+        let mut batcher = Batcher::new(&config(16, 0, 200), "t", Signal::Traces);
+        let mut out = Vec::new();
+        assert_eq!(batcher.deadline(), None, "nothing held, nothing due");
+        batcher.process(item(8, 1), &mut out).unwrap();
+        assert!(out.is_empty());
+        let due = batcher.deadline().expect("due once it holds items");
+        batcher.process(item(4, 2), &mut out).unwrap();
+        assert_eq!(
+            batcher.deadline(),
+            Some(due),
+            "due counts from the first item"
+        );
+        batcher.on_deadline(due, &mut out);
+        assert_eq!(
+            out.iter().map(|q| q.batch.items()).collect::<Vec<_>>(),
+            vec![12]
+        );
+        batcher.process(item(16, 3), &mut out).unwrap();
+        assert_eq!(out.len(), 2, "a full batch leaves at once");
+        batcher.flush(&mut out);
+        assert_eq!(out.len(), 2, "nothing left to flush");
+    }
+
     #[tokio::test(start_paused = true)]
     async fn flushes_on_size() {
         let (tx, rx) = mpsc::channel(8);
