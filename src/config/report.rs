@@ -57,9 +57,10 @@ pub fn describe(config: &Config) -> String {
         receivers.push("none".to_owned());
     }
     out.push_str(&format!(
-        "receivers: {}, retry_after {}\n",
+        "receivers: {}, retry_after {}, max_inflight_bytes {}\n",
         receivers.join(", "),
-        otlp.retry_after
+        otlp.retry_after,
+        otlp.max_inflight_bytes
     ));
     out.push_str(&format!(
         "admin: {} (/ready fails while a queue is over {}% full)\n",
@@ -175,7 +176,7 @@ mod tests {
             describe(&config),
             "service: shutdown_timeout 30s, logs \"info\" as text\n\
              receivers: otlp/grpc 127.0.0.1:4317 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections), \
-             otlp/http 127.0.0.1:4318 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections), retry_after 1s\n\
+             otlp/http 127.0.0.1:4318 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections), retry_after 1s, max_inflight_bytes 256.0 MiB\n\
              admin: 127.0.0.1:8888 (/ready fails while a queue is over 90% full)\n\
              exporter debug/console: basic, queue 200000 items, 4 consumers\n\
              exporter otlp/jaeger: grpc https://j:4317, gzip, timeout 5s, headers [x-api-key], tls (web roots), \

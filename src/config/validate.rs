@@ -139,6 +139,35 @@ impl Validate for OtlpReceiverConfig {
                 "no protocol enabled; add [receivers.otlp.grpc] and/or [receivers.otlp.http]",
             ));
         }
+        if self.max_inflight_bytes.get() == 0 {
+            push(errors, path, "max_inflight_bytes", GREATER_THAN_ZERO);
+        }
+        // One request may hold its body as received plus decompressed; a lone
+        // request must always fit, or it could never be accepted.
+        let largest = [
+            self.grpc
+                .as_ref()
+                .map(|g| (g.max_request_bytes, g.max_decompressed_bytes)),
+            self.http
+                .as_ref()
+                .map(|h| (h.max_request_bytes, h.max_decompressed_bytes)),
+        ]
+        .into_iter()
+        .flatten()
+        .map(|(received, decompressed)| received.get().saturating_add(decompressed.get()))
+        .max()
+        .unwrap_or(0);
+        if self.max_inflight_bytes.get() > 0 && self.max_inflight_bytes.get() < largest {
+            push(
+                errors,
+                path,
+                "max_inflight_bytes",
+                format!(
+                    "must be at least max_request_bytes + max_decompressed_bytes ({largest} bytes), \
+                     so that one request of the largest size fits"
+                ),
+            );
+        }
         if let Some(grpc) = &self.grpc {
             grpc.validate(&join(path, "grpc"), errors);
         }
@@ -542,6 +571,23 @@ mod tests {
 
     const MINIMAL: &str =
         "[exporters.debug.console]\n[pipelines.traces]\nexporters = [\"debug/console\"]\n";
+
+    #[test]
+    fn inflight_budget_must_hold_one_largest_request() {
+        let mut config = crate::config::ReceiversConfig::default().otlp;
+        config.max_inflight_bytes = crate::config::ByteSize::mib(16);
+        let mut errors = Vec::new();
+        config.validate("receivers.otlp", &mut errors);
+        let messages: Vec<_> = errors.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            messages,
+            vec![format!(
+                "receivers.otlp.max_inflight_bytes: must be at least max_request_bytes + \
+                 max_decompressed_bytes ({} bytes), so that one request of the largest size fits",
+                72 * 1024 * 1024
+            )]
+        );
+    }
 
     #[test]
     fn minimal_config_is_valid() {

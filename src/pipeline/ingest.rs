@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::model::{Batch, Signal};
+use crate::queue::ItemBudget;
 
 /// What happened to an accepted batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -49,6 +50,8 @@ pub struct Ingest {
     metrics: Option<mpsc::Sender<Submission>>,
     logs: Option<mpsc::Sender<Submission>>,
     retry_after: Duration,
+    /// Bytes that requests being read and decoded may hold, shared by every receiver.
+    inflight: ItemBudget,
 }
 
 impl Ingest {
@@ -66,7 +69,19 @@ impl Ingest {
             metrics,
             logs,
             retry_after,
+            inflight: ItemBudget::new(u64::MAX),
         }
+    }
+
+    /// Bounds the bytes that requests being read and decoded may hold at once.
+    pub fn with_inflight_limit(mut self, bytes: u64) -> Self {
+        self.inflight = ItemBudget::new(bytes);
+        self
+    }
+
+    /// The receivers' in-flight byte budget.
+    pub fn inflight(&self) -> &ItemBudget {
+        &self.inflight
     }
 
     /// A handle with one channel of `capacity` per signal, for tests and benches.

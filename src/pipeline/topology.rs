@@ -137,7 +137,8 @@ impl Gateway {
             pipelines.spawn(SignalPipeline::new(signal, Vec::new(), inputs, retry_after).run(rx));
         }
         let [traces, metrics, logs] = senders;
-        let ingest = Ingest::new(traces, metrics, logs, retry_after);
+        let ingest = Ingest::new(traces, metrics, logs, retry_after)
+            .with_inflight_limit(receiver_config.max_inflight_bytes.get());
 
         let readiness = Readiness::new(
             queues

@@ -25,6 +25,11 @@ pub struct OtlpReceiverConfig {
     /// Default `"1s"`. Example: `retry_after = "500ms"`.
     #[serde(default = "default_retry_after")]
     pub retry_after: HumanDuration,
+    /// Bytes of request bodies (as received plus decompressed) that requests being read
+    /// and decoded may hold at once, over both protocols; past it new data is refused
+    /// with a retryable answer. Default `"256MiB"`.
+    #[serde(default = "default_max_inflight_bytes")]
+    pub max_inflight_bytes: ByteSize,
 }
 
 impl Default for OtlpReceiverConfig {
@@ -33,10 +38,14 @@ impl Default for OtlpReceiverConfig {
             grpc: Some(GrpcConfig::default()),
             http: Some(HttpConfig::default()),
             retry_after: default_retry_after(),
+            max_inflight_bytes: default_max_inflight_bytes(),
         }
     }
 }
 
+fn default_max_inflight_bytes() -> ByteSize {
+    ByteSize::mib(256)
+}
 fn default_retry_after() -> HumanDuration {
     HumanDuration::from_secs(1)
 }

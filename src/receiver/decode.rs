@@ -14,6 +14,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::error::RequestError;
+use crate::queue::{ItemBudget, Reservation};
 
 /// A content coding of the request body (`Content-Encoding`) or of a gRPC
 /// message (`grpc-encoding`).
@@ -72,18 +73,57 @@ impl Compression {
 /// # Errors
 /// [`RequestError::BodyTooLarge`] past `limit` (`reported` is the limit named
 /// in the message), [`RequestError::Body`] when the body cannot be read.
-pub async fn read_body<B>(body: B, limit: usize, reported: usize) -> Result<Bytes, RequestError>
+pub async fn read_body<B>(
+    body: B,
+    limit: usize,
+    reported: usize,
+    inflight: &ItemBudget,
+) -> Result<(Bytes, Reservation), RequestError>
 where
-    B: Body,
+    B: Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(error) if error.is::<LengthLimitError>() => {
-            Err(RequestError::BodyTooLarge { limit: reported })
-        }
-        Err(error) => Err(RequestError::Body(error.to_string())),
+    let mut body = std::pin::pin!(Limited::new(body, limit));
+    let mut held = Reservation::detached(0);
+    let mut chunks: Vec<Bytes> = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(error) if error.is::<LengthLimitError>() => {
+                return Err(RequestError::BodyTooLarge { limit: reported })
+            }
+            Err(error) => return Err(RequestError::Body(error.to_string())),
+        };
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers carry no payload
+        };
+        held.merge(reserve(inflight, data.len())?);
+        chunks.push(data);
     }
+    let bytes = match chunks.len() {
+        0 => Bytes::new(),
+        1 => chunks.pop().unwrap_or_default(),
+        _ => {
+            let mut joined = Vec::with_capacity(chunks.iter().map(Bytes::len).sum());
+            for chunk in &chunks {
+                joined.extend_from_slice(chunk);
+            }
+            Bytes::from(joined)
+        }
+    };
+    Ok((bytes, held))
+}
+
+/// Reserves `bytes` of the receivers' in-flight budget.
+///
+/// # Errors
+/// [`RequestError::MemoryLimit`] when the budget is spent (retryable).
+pub fn reserve(inflight: &ItemBudget, bytes: usize) -> Result<Reservation, RequestError> {
+    inflight
+        .try_reserve(bytes as u64)
+        .ok_or(RequestError::MemoryLimit {
+            limit: inflight.capacity(),
+        })
 }
 
 /// Decompresses `body` to at most `cap` bytes. Identity returns `body` itself.

@@ -63,6 +63,9 @@ pub enum RequestError {
     /// The compressed flag is set on a message sent without `grpc-encoding`.
     #[error("compressed flag set with identity or empty grpc-encoding")]
     CompressedWithoutEncoding,
+    /// Requests in flight already hold `max_inflight_bytes`; retryable.
+    #[error("receiver memory limit reached ({limit} bytes of requests in flight), retry later")]
+    MemoryLimit { limit: u64 },
     /// The body could not be read (client reset the stream, connection lost).
     #[error("cannot read request body: {0}")]
     Body(String),
@@ -76,6 +79,7 @@ impl RequestError {
                 reason::TOO_LARGE
             }
             RequestError::UnsupportedEncoding { .. } => reason::UNSUPPORTED,
+            RequestError::MemoryLimit { .. } => reason::MEMORY_LIMIT,
             RequestError::Decompress { .. }
             | RequestError::Decode(_)
             | RequestError::Json { .. }
@@ -93,6 +97,7 @@ impl RequestError {
             }
             RequestError::UnsupportedEncoding { .. } => Code::Unimplemented,
             RequestError::CompressedWithoutEncoding => Code::Internal,
+            RequestError::MemoryLimit { .. } => Code::Unavailable,
             RequestError::Decompress { .. }
             | RequestError::Decode(_)
             | RequestError::Json { .. }
@@ -108,6 +113,7 @@ impl RequestError {
                 http::StatusCode::PAYLOAD_TOO_LARGE
             }
             RequestError::UnsupportedEncoding { .. } => http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RequestError::MemoryLimit { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
             RequestError::Decompress { .. }
             | RequestError::Decode(_)
             | RequestError::Json { .. }

@@ -71,6 +71,16 @@ impl Intake {
         }
     }
 
+    /// The receivers' in-flight byte budget (see `max_inflight_bytes`).
+    pub fn inflight(&self) -> &crate::queue::ItemBudget {
+        self.ingest.inflight()
+    }
+
+    /// The delay to ask of clients refused for a retryable reason.
+    pub fn retry_after(&self) -> Duration {
+        self.retry_after
+    }
+
     /// Validates the encoded request `body` and submits its items.
     ///
     /// # Errors

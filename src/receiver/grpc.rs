@@ -32,7 +32,7 @@ use tonic::Code;
 
 use super::body::{plain, ReplyBody};
 use super::config::GrpcConfig;
-use super::decode::{decompress, read_body, Compression};
+use super::decode::{decompress, read_body, reserve, Compression};
 use super::error::{ReceiveError, RequestError};
 use super::export::{ExportResponse, Intake, RequestMetrics, Verdict, GRPC};
 use super::server;
@@ -173,7 +173,11 @@ impl GrpcService {
                 retry_after,
                 message,
             }) => trailers_only(Code::Unavailable, &message, Some(retry_after)),
-            Err(error) => trailers_only(error.grpc_code(), &error.to_string(), None),
+            Err(error) => {
+                let retry_after = matches!(error, RequestError::MemoryLimit { .. })
+                    .then(|| self.intake.retry_after());
+                trailers_only(error.grpc_code(), &error.to_string(), retry_after)
+            }
         }
     }
 
@@ -186,7 +190,13 @@ impl GrpcService {
         let compression =
             Compression::from_header(GRPC_ENCODING, request.headers().get(GRPC_ENCODING))?;
         let limit = self.max_request_bytes.saturating_add(FRAME_HEADER);
-        let body = read_body(request.into_body(), limit, self.max_request_bytes).await?;
+        let (body, mut held) = read_body(
+            request.into_body(),
+            limit,
+            self.max_request_bytes,
+            self.intake.inflight(),
+        )
+        .await?;
         metrics.body_read(body.len());
         let (compressed, message) = unframe(body, self.max_request_bytes)?;
         let message = match (compressed, compression) {
@@ -197,9 +207,15 @@ impl GrpcService {
             }
             (false, _) => message,
             (true, Compression::Identity) => return Err(RequestError::CompressedWithoutEncoding),
-            (true, compression) => decompress(compression, message, self.max_decompressed_bytes)?,
+            (true, compression) => {
+                let message = decompress(compression, message, self.max_decompressed_bytes)?;
+                held.merge(reserve(self.intake.inflight(), message.len())?);
+                message
+            }
         };
-        self.intake.export(signal, message).await
+        let verdict = self.intake.export(signal, message).await;
+        drop(held);
+        verdict
     }
 }
 

@@ -26,7 +26,7 @@ use tonic::Code;
 
 use super::body::{plain, ReplyBody};
 use super::config::HttpConfig;
-use super::decode::{decompress, read_body, Compression};
+use super::decode::{decompress, read_body, reserve, Compression};
 use super::error::{ReceiveError, RequestError};
 use super::export::{ExportResponse, Intake, RequestMetrics, Verdict, HTTP};
 use super::json;
@@ -210,8 +210,16 @@ impl HttpService {
                 response
             }
             Err(error) => {
-                let body = format.status(error.grpc_code(), &error.to_string(), None);
+                let retry_after = matches!(error, RequestError::MemoryLimit { .. })
+                    .then(|| self.intake.retry_after());
+                let body = format.status(error.grpc_code(), &error.to_string(), retry_after);
                 let mut response = respond(error.http_status(), format, body);
+                if let Some(retry_after) = retry_after {
+                    response.headers_mut().insert(
+                        RETRY_AFTER,
+                        HeaderValue::from(status::retry_after_secs(retry_after)),
+                    );
+                }
                 if let RequestError::UnsupportedEncoding { .. } = error {
                     response.headers_mut().insert(
                         ACCEPT_ENCODING,
@@ -243,10 +251,11 @@ impl HttpService {
                 limit: self.max_request_bytes,
             });
         }
-        let body = read_body(
+        let (body, mut held) = read_body(
             request.into_body(),
             self.max_request_bytes,
             self.max_request_bytes,
+            self.intake.inflight(),
         )
         .await?;
         metrics.body_read(body.len());
@@ -254,12 +263,21 @@ impl HttpService {
             return self.intake.export(signal, Bytes::new()).await;
         }
         let payload = decompress(compression, body, self.max_decompressed_bytes)?;
+        if compression != Compression::Identity {
+            held.merge(reserve(self.intake.inflight(), payload.len())?);
+        }
         let encoded = match format {
             Format::Protobuf => payload,
             Format::Json if payload.is_empty() => payload,
-            Format::Json => json::to_protobuf(signal, &payload)?,
+            Format::Json => {
+                let encoded = json::to_protobuf(signal, &payload)?;
+                held.merge(reserve(self.intake.inflight(), encoded.len())?);
+                encoded
+            }
         };
-        self.intake.export(signal, encoded).await
+        let verdict = self.intake.export(signal, encoded).await;
+        drop(held);
+        verdict
     }
 }
 

@@ -57,6 +57,7 @@ pub mod reason {
     pub const TOO_LARGE: &str = "too_large";
     pub const UNSUPPORTED: &str = "unsupported";
     pub const BACKPRESSURE: &str = "backpressure";
+    pub const MEMORY_LIMIT: &str = "memory_limit";
     pub const SHUTTING_DOWN: &str = "shutting_down";
     pub const INVALID_ITEM: &str = "invalid_item";
     pub const NO_PIPELINE: &str = "no_pipeline";
