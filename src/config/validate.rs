@@ -179,37 +179,43 @@ impl Validate for OtlpReceiverConfig {
 
 impl Validate for GrpcConfig {
     fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
-        listen_address(&self.endpoint, &join(path, "endpoint"), errors);
-        request_sizes(
-            self.max_request_bytes.get(),
-            self.max_decompressed_bytes.get(),
+        listener(
+            &self.endpoint,
+            (self.max_request_bytes, self.max_decompressed_bytes),
+            (self.max_concurrent_streams, self.max_connections),
             path,
             errors,
         );
-        if self.max_concurrent_streams == 0 {
-            push(errors, path, "max_concurrent_streams", GREATER_THAN_ZERO);
-        }
-        if self.max_connections == 0 {
-            push(errors, path, "max_connections", GREATER_THAN_ZERO);
-        }
     }
 }
 
 impl Validate for HttpConfig {
     fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
-        listen_address(&self.endpoint, &join(path, "endpoint"), errors);
-        request_sizes(
-            self.max_request_bytes.get(),
-            self.max_decompressed_bytes.get(),
+        listener(
+            &self.endpoint,
+            (self.max_request_bytes, self.max_decompressed_bytes),
+            (self.max_concurrent_streams, self.max_connections),
             path,
             errors,
         );
-        if self.max_concurrent_streams == 0 {
-            push(errors, path, "max_concurrent_streams", GREATER_THAN_ZERO);
-        }
-        if self.max_connections == 0 {
-            push(errors, path, "max_connections", GREATER_THAN_ZERO);
-        }
+    }
+}
+
+/// The checks both receiver protocols share: address, sizes, limits.
+fn listener(
+    endpoint: &str,
+    (max_request, max_decompressed): (super::ByteSize, super::ByteSize),
+    (max_streams, max_connections): (u32, usize),
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) {
+    listen_address(endpoint, &join(path, "endpoint"), errors);
+    request_sizes(max_request.get(), max_decompressed.get(), path, errors);
+    if max_streams == 0 {
+        push(errors, path, "max_concurrent_streams", GREATER_THAN_ZERO);
+    }
+    if max_connections == 0 {
+        push(errors, path, "max_connections", GREATER_THAN_ZERO);
     }
 }
 

@@ -76,9 +76,10 @@ impl Intake {
         self.ingest.inflight()
     }
 
-    /// The delay to ask of clients refused for a retryable reason.
-    pub fn retry_after(&self) -> Duration {
-        self.retry_after
+    /// The delay to ask of a client whose request failed with `error`, when
+    /// that failure is worth retrying (the in-flight budget was spent).
+    pub fn retry_hint(&self, error: &RequestError) -> Option<Duration> {
+        matches!(error, RequestError::MemoryLimit { .. }).then_some(self.retry_after)
     }
 
     /// Validates the encoded request `body` and submits its items.

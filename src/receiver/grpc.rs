@@ -174,8 +174,7 @@ impl GrpcService {
                 message,
             }) => trailers_only(Code::Unavailable, &message, Some(retry_after)),
             Err(error) => {
-                let retry_after = matches!(error, RequestError::MemoryLimit { .. })
-                    .then(|| self.intake.retry_after());
+                let retry_after = self.intake.retry_hint(&error);
                 trailers_only(error.grpc_code(), &error.to_string(), retry_after)
             }
         }

@@ -210,8 +210,7 @@ impl HttpService {
                 response
             }
             Err(error) => {
-                let retry_after = matches!(error, RequestError::MemoryLimit { .. })
-                    .then(|| self.intake.retry_after());
+                let retry_after = self.intake.retry_hint(&error);
                 let body = format.status(error.grpc_code(), &error.to_string(), retry_after);
                 let mut response = respond(error.http_status(), format, body);
                 if let Some(retry_after) = retry_after {
