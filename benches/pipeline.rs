@@ -5,11 +5,10 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
-use otlp_gateway::model::{Batch, Signal};
-use otlp_gateway::pipeline::{ExporterInput, SignalPipeline};
-use otlp_gateway::queue::ItemBudget;
+use otlp_gateway::budget::ItemBudget;
+use otlp_gateway::model::{Batch, Envelope, Signal};
+use otlp_gateway::pipeline::{FanOut, SignalPipeline, Target, TargetKind};
 use otlp_gateway::testkit;
-use tokio::sync::mpsc;
 
 fn pass_through(c: &mut Criterion) {
     let mut group = c.benchmark_group("pipeline");
@@ -20,20 +19,26 @@ fn pass_through(c: &mut Criterion) {
             .batch
             .items();
         group.throughput(Throughput::Elements(items));
-        let (tx, mut rx) = mpsc::channel(4);
-        let input = ExporterInput {
-            id: "otlp/bench".into(),
-            budget: ItemBudget::new(1 << 30),
-            tx,
-        };
-        let mut pipeline =
-            SignalPipeline::new(signal, Vec::new(), vec![input], Duration::from_secs(1));
+        let (target, mut rx) = Target::new(
+            "otlp/bench",
+            TargetKind::Exporter,
+            ItemBudget::new(1 << 30),
+            4,
+        );
+        let mut pipeline = SignalPipeline::new(
+            signal,
+            Vec::new(),
+            FanOut::new(signal, vec![target]),
+            Duration::from_secs(1),
+        );
         group.bench_function(format!("{signal}/decode_admit_encode"), |b| {
             b.iter_batched(
                 || body.clone(),
                 |body| {
                     let decoded = Batch::decode(signal, body).expect("valid payload");
-                    pipeline.process(decoded.batch).expect("admitted");
+                    pipeline
+                        .process(Envelope::new(decoded.batch))
+                        .expect("admitted");
                     let queued = rx.try_recv().expect("handed to the batcher");
                     let mut request = Vec::with_capacity(queued.batch.encoded_len() + 5);
                     request.push(0);

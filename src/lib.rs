@@ -15,6 +15,8 @@
 //! Data only flows down. `telemetry` serves `/metrics`, `/health`, `/ready`.
 #![forbid(unsafe_code)]
 
+pub mod settings;
+pub mod budget;
 pub mod config;
 pub mod model;
 pub mod receiver;
@@ -23,5 +25,6 @@ pub mod batch;
 pub mod queue;
 pub mod exporter;
 pub mod telemetry;
+#[cfg(any(test, feature = "testkit"))]
 #[doc(hidden)]
 pub mod testkit;

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use otlp_gateway::config::{self, Config, ExporterRef};
+use otlp_gateway::config::{self, Config};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -143,7 +143,7 @@ fn shipped_otlp_example_is_valid_once_uncommented() {
     );
 
     // Every value written in the example is the default.
-    let Some(ExporterRef::Otlp("jaeger", jaeger)) = config.exporter("otlp/jaeger") else {
+    let Some(jaeger) = config.exporters.otlp.get("jaeger") else {
         panic!("otlp/jaeger missing");
     };
     let defaults = config::load_str(
@@ -151,7 +151,7 @@ fn shipped_otlp_example_is_valid_once_uncommented() {
         "defaults",
     )
     .unwrap();
-    let Some(ExporterRef::Otlp(_, default)) = defaults.exporter("otlp/jaeger") else {
+    let Some(default) = defaults.exporters.otlp.get("jaeger") else {
         panic!("otlp/jaeger missing");
     };
     assert_eq!(
@@ -165,7 +165,7 @@ fn bad_unknown_key_names_the_typo_and_its_line() {
     assert_eq!(
         errors("bad_unknown_key.toml"),
         ["exporters.otlp.jaeger.timout (line 4): unknown field `timout`, expected one of `endpoint`, \
-          `protocol`, `compression`, `headers`, `timeout`, `tls`, `retry_on_failure`, `sending_queue`"]
+          `protocol`, `compression`, `headers`, `tenant_header`, `timeout`, `tls`, `retry_on_failure`, `sending_queue`"]
     );
 }
 
@@ -310,7 +310,7 @@ fn env_values_fill_the_config_verbatim() {
     })
     .unwrap();
     assert!(warnings.is_empty(), "{warnings:?}");
-    let Some(ExporterRef::Otlp(_, jaeger)) = config.exporter("otlp/jaeger") else {
+    let Some(jaeger) = config.exporters.otlp.get("jaeger") else {
         panic!("otlp/jaeger missing");
     };
     assert_eq!(jaeger.endpoint, "https://jaeger:4317");

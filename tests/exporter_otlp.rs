@@ -478,7 +478,7 @@ async fn a_slow_backend_times_out_as_retryable() {
 async fn retry_policy_rides_out_an_outage() {
     let fake = FakeOtlp::start().await;
     let policy = RetryPolicy::from_config(&RetryConfig {
-        initial_interval: otlp_gateway::config::types::HumanDuration::from_millis(10),
+        initial_interval: otlp_gateway::settings::units::HumanDuration::from_millis(10),
         ..RetryConfig::default()
     });
     for protocol in PROTOCOLS {

@@ -137,7 +137,7 @@ async fn start_with(grpc: GrpcConfig, http: HttpConfig, pipeline: Pipeline) -> G
                         message: (*message).into(),
                     },
                     Pipeline::Gated(gate) => {
-                        let _ = tx.send(submission.batch.clone());
+                        let _ = tx.send(submission.envelope.batch.clone());
                         let gate = gate.clone();
                         tokio::spawn(async move {
                             gate.notified().await;
@@ -147,7 +147,7 @@ async fn start_with(grpc: GrpcConfig, http: HttpConfig, pipeline: Pipeline) -> G
                     }
                     _ => Accepted::default(),
                 };
-                let _ = tx.send(submission.batch);
+                let _ = tx.send(submission.envelope.batch);
                 let _ = submission.reply.send(Ok(answer));
             }
         });

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::types::HumanDuration;
+use crate::settings::units::HumanDuration;
 
 /// `[processors.batch]`, applied to every exporter's batcher (Collector names).
 #[derive(Debug, Clone, Deserialize)]

@@ -1,9 +1,11 @@
 //! Batcher: groups one exporter's input into export-sized batches.
 //!
 //! The first user of the stage contract ([`Transform`]): it holds items and
-//! says when they are due. It emits when the pending batch reaches
-//! `send_batch_size` items, cuts batches larger than `send_batch_max_size`,
-//! and emits whatever is pending `timeout` after its first item arrived.
+//! says when they are due. It keeps one pending batch per [`Context`] (a
+//! batch never mixes tenants or routes), emits a pending batch when it
+//! reaches `send_batch_size` items, cuts batches larger than
+//! `send_batch_max_size`, and emits whatever is pending `timeout` after its
+//! first item arrived.
 //! [`Batcher::run`] drives it with [`run_timed`] into the exporter's queue.
 //!
 //! # Backpressure
@@ -15,13 +17,14 @@
 
 pub mod config;
 
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 use metrics::{counter, histogram};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use crate::model::Signal;
+use crate::model::{Context, Signal};
 use crate::pipeline::{run_timed, StageError, Transform};
 use crate::queue::{Queue, QueuedBatch};
 use crate::telemetry::metrics::{BATCH_FLUSHES, BATCH_ITEMS};
@@ -37,8 +40,12 @@ pub struct Batcher {
     send_batch_size: u64,
     send_batch_max_size: Option<u64>,
     timeout: Duration,
-    /// The batch being filled, and when its first items arrived.
-    pending: Option<(QueuedBatch, Instant)>,
+    /// The batch being filled per context, and when its first items arrived.
+    pending: HashMap<Context, (QueuedBatch, Instant)>,
+    /// Contexts in the order their pending batch started, with that start:
+    /// the front is the next due. Entries whose batch has left since (or was
+    /// restarted) are stale and skipped.
+    due: VecDeque<(Instant, Context)>,
 }
 
 /// What made a batch leave the batcher (the `trigger` metric label).
@@ -69,7 +76,8 @@ impl Batcher {
             send_batch_max_size: (config.send_batch_max_size > 0)
                 .then_some(config.send_batch_max_size),
             timeout: config.timeout.get(),
-            pending: None,
+            pending: HashMap::new(),
+            due: VecDeque::new(),
         }
     }
 
@@ -85,9 +93,9 @@ impl Batcher {
         queue.close();
     }
 
-    /// Emits the pending batch, cut into pieces of at most `send_batch_max_size`.
-    fn emit(&mut self, trigger: Trigger, out: &mut Vec<QueuedBatch>) {
-        let Some((mut held, _)) = self.pending.take() else {
+    /// Emits the pending batch of `context`, cut into pieces of at most `send_batch_max_size`.
+    fn emit(&mut self, context: &Context, trigger: Trigger, out: &mut Vec<QueuedBatch>) {
+        let Some((mut held, _)) = self.pending.remove(context) else {
             return;
         };
         if let Some(max) = self.send_batch_max_size {
@@ -95,11 +103,27 @@ impl Batcher {
                 let batch = held.batch.split_to(max);
                 let reservation = held.reservation.split(batch.items());
                 self.record(batch.items(), trigger);
-                out.push(QueuedBatch { batch, reservation });
+                out.push(QueuedBatch {
+                    batch,
+                    context: held.context.clone(),
+                    reservation,
+                });
             }
         }
         self.record(held.batch.items(), trigger);
         out.push(held);
+    }
+
+    /// Drops stale entries from the front of `due`.
+    fn skip_stale(&mut self) {
+        while let Some((started, context)) = self.due.front() {
+            match self.pending.get(context) {
+                Some((_, first)) if first == started => return,
+                _ => {
+                    self.due.pop_front();
+                }
+            }
+        }
     }
 
     fn record(&self, items: u64, trigger: Trigger) {
@@ -121,7 +145,8 @@ impl Transform for Batcher {
     }
 
     fn process(&mut self, item: QueuedBatch, out: &mut Vec<QueuedBatch>) -> Result<(), StageError> {
-        let full = match self.pending.as_mut() {
+        let context = item.context.clone();
+        let full = match self.pending.get_mut(&context) {
             Some((held, _)) => {
                 held.batch.append(item.batch);
                 held.reservation.merge(item.reservation);
@@ -129,36 +154,57 @@ impl Transform for Batcher {
             }
             None => {
                 let full = item.batch.items() >= self.send_batch_size;
-                self.pending = Some((item, Instant::now()));
+                if !full {
+                    let now = Instant::now();
+                    self.due.push_back((now, context.clone()));
+                    self.pending.insert(context.clone(), (item, now));
+                } else {
+                    self.pending.insert(context.clone(), (item, Instant::now()));
+                }
                 full
             }
         };
         if full {
-            self.emit(Trigger::Size, out);
+            self.emit(&context, Trigger::Size, out);
         }
         Ok(())
     }
 
     fn deadline(&self) -> Option<Instant> {
-        self.pending
-            .as_ref()
-            .map(|(_, first)| *first + self.timeout)
+        // Stale entries may sit in front; their deadline is early, which only
+        // makes `on_deadline` run, find nothing due and skip them.
+        self.due.front().map(|(first, _)| *first + self.timeout)
     }
 
-    fn on_deadline(&mut self, _now: Instant, out: &mut Vec<QueuedBatch>) {
-        self.emit(Trigger::Timeout, out);
+    fn on_deadline(&mut self, now: Instant, out: &mut Vec<QueuedBatch>) {
+        loop {
+            self.skip_stale();
+            let Some((first, context)) = self.due.front() else {
+                return;
+            };
+            if *first + self.timeout > now {
+                return;
+            }
+            let context = context.clone();
+            self.due.pop_front();
+            self.emit(&context, Trigger::Timeout, out);
+        }
     }
 
     fn flush(&mut self, out: &mut Vec<QueuedBatch>) {
-        self.emit(Trigger::Shutdown, out);
+        self.due.clear();
+        let contexts: Vec<Context> = self.pending.keys().cloned().collect();
+        for context in contexts {
+            self.emit(&context, Trigger::Shutdown, out);
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::types::HumanDuration;
-    use crate::queue::{MemoryQueue, Reservation};
+    use crate::queue::MemoryQueue;
+    use crate::settings::units::HumanDuration;
 
     fn config(size: u64, max: u64, timeout_ms: u64) -> BatchConfig {
         BatchConfig {
@@ -173,11 +219,42 @@ mod tests {
         let batch = crate::model::Batch::decode(Signal::Traces, body)
             .unwrap()
             .batch;
-        let n = batch.items();
-        QueuedBatch {
-            batch,
-            reservation: Reservation::detached(n),
-        }
+        QueuedBatch::detached(batch)
+    }
+
+    fn for_tenant(tenant: &str, spans: usize, seed: u64) -> QueuedBatch {
+        let mut item = item(spans, seed);
+        item.context = Context::default().with_tenant(tenant);
+        item
+    }
+
+    #[test]
+    fn batches_never_mix_contexts_and_each_context_is_due_on_its_own() {
+        let mut batcher = Batcher::new(&config(16, 0, 200), "t", Signal::Traces);
+        let mut out = Vec::new();
+        batcher.process(for_tenant("a", 8, 1), &mut out).unwrap();
+        let due_a = batcher.deadline().unwrap();
+        batcher.process(for_tenant("b", 12, 2), &mut out).unwrap();
+        batcher.process(for_tenant("a", 8, 3), &mut out).unwrap();
+        assert_eq!(out.len(), 1, "tenant a reached 16 on its own");
+        assert_eq!(out[0].context.tenant(), Some("a"));
+        assert_eq!(out[0].batch.items(), 16);
+        assert_eq!(out[0].reservation.items(), 16);
+        assert!(
+            batcher.deadline().unwrap() >= due_a,
+            "the stale entry of a is skipped"
+        );
+        batcher.on_deadline(due_a + Duration::from_millis(500), &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(out[1].context.tenant(), Some("b"));
+        assert_eq!(out[1].batch.items(), 12);
+        assert_eq!(batcher.deadline(), None, "nothing held");
+        batcher.process(for_tenant("c", 1, 4), &mut out).unwrap();
+        batcher.process(item(1, 5), &mut out).unwrap();
+        batcher.flush(&mut out);
+        let mut flushed: Vec<_> = out[2..].iter().map(|q| q.context.tenant()).collect();
+        flushed.sort();
+        assert_eq!(flushed, [None, Some("c")]);
     }
 
     #[test]

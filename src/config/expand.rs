@@ -19,7 +19,7 @@
 //! that contains `'` or a line break is an error. Outside strings the value is inserted as is, so
 //! `port = ${PORT}` gives an integer. Values are never expanded again.
 
-use super::error::{ConfigError, ConfigErrors};
+use crate::settings::error::{ConfigError, ConfigErrors};
 
 /// Where in the TOML text a reference stands; decides how its value is inserted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

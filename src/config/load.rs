@@ -6,11 +6,11 @@
 
 use std::path::Path;
 
-use super::error::{ConfigError, ConfigErrors};
 use super::expand::expand;
 use super::locate::Locator;
 use super::validate;
 use super::Config;
+use crate::settings::error::{ConfigError, ConfigErrors};
 
 /// Reads, expands (`${VAR}` from the process environment) and parses `path`. No semantic checks:
 /// use [`load_and_validate`] to get a config the gateway may run.

@@ -3,11 +3,8 @@
 //! Every value that changes behaviour is shown, defaults included, so an operator can check what
 //! will actually run. Header values are never shown (they are often secrets), only their names.
 
-use super::{Config, ExporterRef};
-use crate::exporter::debug::config::{DebugExporterConfig, Verbosity};
-use crate::exporter::otlp::config::{OtlpExporterConfig, OtlpProtocol};
+use super::Config;
 use crate::model::Signal;
-use crate::queue::config::{RetryConfig, SendingQueueConfig};
 use crate::telemetry::config::LogFormat;
 
 /// The resolved config, one line per component and per pipeline, ending in a newline:
@@ -68,12 +65,12 @@ pub fn describe(config: &Config) -> String {
         config.admin.ready_queue_high_water * 100.0
     ));
 
-    for exporter in config.exporter_refs() {
-        let details = match exporter {
-            ExporterRef::Otlp(_, c) => otlp_exporter(c),
-            ExporterRef::Debug(_, c) => debug_exporter(c),
-        };
-        out.push_str(&format!("exporter {}: {details}\n", exporter.id()));
+    for exporter in config.exporters.iter() {
+        out.push_str(&format!(
+            "exporter {}: {}\n",
+            exporter.id(),
+            exporter.config.describe()
+        ));
     }
 
     let batch = &config.processors.batch;
@@ -97,67 +94,6 @@ pub fn describe(config: &Config) -> String {
         }
     }
     out
-}
-
-fn otlp_exporter(c: &OtlpExporterConfig) -> String {
-    let protocol = match c.protocol {
-        OtlpProtocol::Grpc => "grpc",
-        OtlpProtocol::HttpProtobuf => "http_protobuf",
-    };
-    let mut parts = vec![
-        format!("{protocol} {}", c.endpoint),
-        c.compression.as_str().to_owned(),
-        format!("timeout {}", c.timeout),
-    ];
-    if !c.headers.is_empty() {
-        let names: Vec<&str> = c.headers.keys().map(String::as_str).collect();
-        parts.push(format!("headers [{}]", names.join(", ")));
-    }
-    if c.endpoint.starts_with("https://") {
-        let roots = match &c.tls.ca_file {
-            Some(file) => format!("ca_file {}", file.display()),
-            None => "web roots".to_owned(),
-        };
-        let verify = if c.tls.insecure_skip_verify {
-            ", NOT VERIFIED (insecure_skip_verify)"
-        } else {
-            ""
-        };
-        parts.push(format!("tls ({roots}{verify})"));
-    }
-    parts.push(retry(&c.retry_on_failure));
-    parts.push(queue(&c.sending_queue));
-    parts.join(", ")
-}
-
-fn debug_exporter(c: &DebugExporterConfig) -> String {
-    let verbosity = match c.verbosity {
-        Verbosity::Basic => "basic",
-        Verbosity::Normal => "normal",
-        Verbosity::Detailed => "detailed",
-    };
-    format!("{verbosity}, {}", queue(&c.sending_queue))
-}
-
-fn retry(r: &RetryConfig) -> String {
-    if !r.enabled {
-        return "no retry".to_owned();
-    }
-    format!(
-        "retry {}..{} x{} ±{}, give up after {}",
-        r.initial_interval,
-        r.max_interval,
-        r.multiplier,
-        r.randomization_factor,
-        r.max_elapsed_time
-    )
-}
-
-fn queue(q: &SendingQueueConfig) -> String {
-    format!(
-        "queue {} items, {} consumers",
-        q.queue_size, q.num_consumers
-    )
 }
 
 #[cfg(test)]

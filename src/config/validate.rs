@@ -6,27 +6,15 @@
 //! [`check`]. Lines are filled in afterwards by the loader, which has the text.
 
 use std::net::SocketAddr;
-use std::path::Path;
 
-use http::uri::{Scheme, Uri};
-use http::{HeaderName, HeaderValue};
-
-use super::error::ConfigError;
-use super::{Config, ExporterRef, EXPORTER_KINDS};
+use super::{Config, EXPORTER_KINDS};
 use crate::batch::config::BatchConfig;
-use crate::exporter::debug::config::DebugExporterConfig;
-use crate::exporter::otlp::config::{OtlpExporterConfig, OtlpProtocol, TlsConfig};
 use crate::model::Signal;
-use crate::queue::config::{RetryConfig, SendingQueueConfig};
 use crate::receiver::config::{GrpcConfig, HttpConfig, OtlpReceiverConfig};
+use crate::settings::error::ConfigError;
+pub use crate::settings::validate::Validate;
+use crate::settings::validate::{join, push, GREATER_THAN_ZERO};
 use crate::telemetry::config::{AdminConfig, LogsConfig, ServiceConfig};
-
-/// A config section that can check itself.
-pub trait Validate {
-    /// Push one error per problem, each with its full key path (`path` is this section's);
-    /// do not stop at the first.
-    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>);
-}
 
 /// What the semantic pass found. Lines are not set yet.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -47,21 +35,6 @@ pub fn check(config: &Config) -> Findings {
     }
 }
 
-/// `parent.key`, or `key` at the root.
-fn join(parent: &str, key: &str) -> String {
-    if parent.is_empty() {
-        key.to_owned()
-    } else {
-        format!("{parent}.{key}")
-    }
-}
-
-fn push(errors: &mut Vec<ConfigError>, path: &str, key: &str, message: impl Into<String>) {
-    errors.push(ConfigError::new(join(path, key), message));
-}
-
-const GREATER_THAN_ZERO: &str = "must be greater than 0";
-
 impl Validate for Config {
     fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
         self.service.validate(&join(path, "service"), errors);
@@ -73,24 +46,18 @@ impl Validate for Config {
         self.processors
             .batch
             .validate(&join(path, "processors.batch"), errors);
-        for exporter in self.exporter_refs() {
-            let exporter_path = join(
-                path,
-                &format!("exporters.{}.{}", exporter.kind(), exporter.name()),
-            );
-            if !is_exporter_name(exporter.name()) {
+        for exporter in self.exporters.iter() {
+            let exporter_path = join(path, &exporter.path());
+            if !is_exporter_name(exporter.name) {
                 errors.push(ConfigError::new(
                     &exporter_path,
                     format!(
                         "invalid exporter name \"{}\": use letters, digits, '_' and '-'",
-                        exporter.name()
+                        exporter.name
                     ),
                 ));
             }
-            match exporter {
-                ExporterRef::Otlp(_, c) => c.validate(&exporter_path, errors),
-                ExporterRef::Debug(_, c) => c.validate(&exporter_path, errors),
-            }
+            exporter.config.validate(&exporter_path, errors);
         }
         pipelines_are_wired(self, path, errors);
     }
@@ -311,167 +278,6 @@ impl Validate for BatchConfig {
     }
 }
 
-impl Validate for OtlpExporterConfig {
-    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
-        exporter_endpoint(
-            &self.endpoint,
-            self.protocol,
-            &join(path, "endpoint"),
-            errors,
-        );
-        for (name, value) in &self.headers {
-            let header_path = join(&join(path, "headers"), name);
-            if HeaderName::from_bytes(name.as_bytes()).is_err() {
-                errors.push(ConfigError::new(
-                    &header_path,
-                    format!("invalid header name \"{name}\""),
-                ));
-            }
-            // The value may be a secret: never echo it.
-            if HeaderValue::from_str(value).is_err() {
-                errors.push(ConfigError::new(
-                    &header_path,
-                    "invalid header value: use visible ASCII, spaces and tabs",
-                ));
-            }
-        }
-        if self.timeout.get().is_zero() {
-            push(errors, path, "timeout", GREATER_THAN_ZERO);
-        }
-        self.tls.validate(&join(path, "tls"), errors);
-        self.retry_on_failure
-            .validate(&join(path, "retry_on_failure"), errors);
-        self.sending_queue
-            .validate(&join(path, "sending_queue"), errors);
-    }
-}
-
-/// An exporter endpoint is an `http://` or `https://` URL with host and port; a gRPC one has no path.
-fn exporter_endpoint(
-    endpoint: &str,
-    protocol: OtlpProtocol,
-    path: &str,
-    errors: &mut Vec<ConfigError>,
-) {
-    let problem = match endpoint.parse::<Uri>() {
-        Err(error) => Some(error.to_string()),
-        Ok(uri) => {
-            let scheme = uri.scheme();
-            if scheme != Some(&Scheme::HTTP) && scheme != Some(&Scheme::HTTPS) {
-                Some("must start with http:// or https://".to_owned())
-            } else if uri.host().is_none_or(str::is_empty) {
-                Some("no host".to_owned())
-            } else if uri.port_u16().is_none() {
-                Some("no port (e.g. http://collector:4317)".to_owned())
-            } else if protocol == OtlpProtocol::Grpc && !matches!(uri.path(), "" | "/") {
-                Some("a gRPC endpoint takes no path".to_owned())
-            } else if uri.query().is_some() {
-                Some("no query string allowed".to_owned())
-            } else {
-                None
-            }
-        }
-    };
-    if let Some(problem) = problem {
-        errors.push(ConfigError::new(
-            path,
-            format!("invalid endpoint \"{endpoint}\": {problem}"),
-        ));
-    }
-}
-
-impl Validate for TlsConfig {
-    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
-        if let Some(file) = &self.ca_file {
-            if let Some(problem) = file_problem(file) {
-                push(
-                    errors,
-                    path,
-                    "ca_file",
-                    format!("{problem}: \"{}\"", file.display()),
-                );
-            }
-        }
-    }
-}
-
-/// Why `file` cannot be read as a file, if it cannot. Relative paths are from the working directory.
-fn file_problem(file: &Path) -> Option<&'static str> {
-    match std::fs::metadata(file) {
-        Ok(meta) if meta.is_file() => None,
-        Ok(_) => Some("not a file"),
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Some("file not found"),
-        Err(_) => Some("cannot read file"),
-    }
-}
-
-impl Validate for RetryConfig {
-    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
-        let initial = self.initial_interval.get();
-        if initial.is_zero() {
-            push(errors, path, "initial_interval", GREATER_THAN_ZERO);
-        }
-        // Written so that NaN fails too.
-        if !(self.multiplier >= 1.0 && self.multiplier.is_finite()) {
-            push(
-                errors,
-                path,
-                "multiplier",
-                format!("must be at least 1, got {}", self.multiplier),
-            );
-        }
-        let factor = self.randomization_factor;
-        if !(0.0..1.0).contains(&factor) {
-            push(
-                errors,
-                path,
-                "randomization_factor",
-                format!("must be at least 0 and less than 1, got {factor}"),
-            );
-        }
-        if self.max_interval.get() < initial {
-            push(
-                errors,
-                path,
-                "max_interval",
-                format!(
-                    "must be at least initial_interval ({})",
-                    self.initial_interval
-                ),
-            );
-        }
-        if self.max_elapsed_time.get() < initial {
-            push(
-                errors,
-                path,
-                "max_elapsed_time",
-                format!(
-                    "must be at least initial_interval ({})",
-                    self.initial_interval
-                ),
-            );
-        }
-    }
-}
-
-impl Validate for SendingQueueConfig {
-    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
-        if self.num_consumers == 0 {
-            push(errors, path, "num_consumers", GREATER_THAN_ZERO);
-        }
-        if self.queue_size == 0 {
-            push(errors, path, "queue_size", GREATER_THAN_ZERO);
-        }
-    }
-}
-
-impl Validate for DebugExporterConfig {
-    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
-        self.sending_queue
-            .validate(&join(path, "sending_queue"), errors);
-    }
-}
-
 /// Every signal's pipeline names at least one exporter, each defined once; at least one pipeline.
 fn pipelines_are_wired(config: &Config, path: &str, errors: &mut Vec<ConfigError>) {
     let pipelines_path = join(path, "pipelines");
@@ -529,9 +335,9 @@ fn pipelines_are_wired(config: &Config, path: &str, errors: &mut Vec<ConfigError
 /// Legal configs that are probably mistakes.
 fn warnings(config: &Config) -> Vec<ConfigError> {
     let mut warnings = Vec::new();
-    for exporter in config.exporter_refs() {
+    for exporter in config.exporters.iter() {
         let id = exporter.id();
-        let path = format!("exporters.{}.{}", exporter.kind(), exporter.name());
+        let path = exporter.path();
         let used = Signal::ALL.iter().any(|&signal| {
             config
                 .pipelines
@@ -541,15 +347,7 @@ fn warnings(config: &Config) -> Vec<ConfigError> {
         if !used {
             warnings.push(ConfigError::new(&path, "not used by any pipeline"));
         }
-        if let ExporterRef::Otlp(_, otlp) = exporter {
-            let plain = otlp.endpoint.starts_with("http://");
-            if plain && (otlp.tls.ca_file.is_some() || otlp.tls.insecure_skip_verify) {
-                warnings.push(ConfigError::new(
-                    format!("{path}.tls"),
-                    "ignored: the endpoint is http:// (plain text)",
-                ));
-            }
-        }
+        exporter.config.warnings(&path, &mut warnings);
     }
     warnings
 }

@@ -2,6 +2,7 @@
 //! read) and the wire-level tools that read and rebuild it.
 
 pub mod batch;
+pub mod context;
 pub mod regroup;
 pub mod schema;
 pub mod signal;
@@ -9,6 +10,7 @@ pub mod view;
 pub mod wire;
 
 pub use batch::{Batch, DecodeError, Decoded};
+pub use context::{Context, Envelope};
 pub use signal::Signal;
 
 /// Small trace payloads for unit tests inside the crate.

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::model::{Batch, Signal};
-use crate::queue::ItemBudget;
+use crate::budget::ItemBudget;
+use crate::model::{Batch, Envelope, Signal};
 
 /// What happened to an accepted batch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -36,10 +36,10 @@ pub enum Refused {
     ShuttingDown,
 }
 
-/// A batch on its way into the pipeline, with the channel for its answer.
+/// A batch (with its context) on its way into the pipeline, with the channel for its answer.
 #[derive(Debug)]
 pub struct Submission {
-    pub batch: Batch,
+    pub envelope: Envelope,
     pub reply: oneshot::Sender<Result<Accepted, Refused>>,
 }
 
@@ -108,17 +108,25 @@ impl Ingest {
         }
     }
 
-    /// Hands `batch` to its pipeline and waits for the verdict.
+    /// Hands `batch` (with the empty context) to its pipeline and waits for the verdict.
     ///
     /// # Errors
     /// [`Refused`] when the pipeline is full or shutting down; the client should retry.
     pub async fn submit(&self, batch: Batch) -> Result<Accepted, Refused> {
-        let signal = batch.signal();
+        self.submit_envelope(Envelope::new(batch)).await
+    }
+
+    /// Hands `envelope` to its signal's pipeline and waits for the verdict.
+    ///
+    /// # Errors
+    /// [`Refused`] when the pipeline is full or shutting down; the client should retry.
+    pub async fn submit_envelope(&self, envelope: Envelope) -> Result<Accepted, Refused> {
+        let signal = envelope.batch.signal();
         let Some(sender) = self.sender(signal) else {
             return Ok(Accepted::default());
         };
         let (reply, answer) = oneshot::channel();
-        match sender.try_send(Submission { batch, reply }) {
+        match sender.try_send(Submission { envelope, reply }) {
             Ok(()) => {}
             Err(mpsc::error::TrySendError::Full(_)) => {
                 return Err(Refused::Busy {

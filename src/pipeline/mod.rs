@@ -2,8 +2,9 @@
 //! the receivers through the stages to every exporter.
 //!
 //! ```text
-//! receiver ─Ingest─► signal task: stages (Transform) ─admit─► per exporter:
-//!                                                       batcher ► queue ► workers ► exporter
+//! receiver ─Ingest─► signal task: stages (Transform) ─FanOut─► targets:
+//!     exporter branch: batcher ► queue ► senders ► exporter (or one chain per partition)
+//!     timed stage:     own budget ► task ► FanOut of its own (or a connector ► another Ingest)
 //! ```
 //!
 //! # Stage contract
@@ -15,15 +16,20 @@
 //! batcher is the first of them, tail sampling and span metrics come next.
 //!
 //! # Backpressure
-//! See [`signal`]: admission into every exporter's item budget, or a
+//! See [`fanout`]: admission into every target's item budget, or a
 //! retryable refusal to the client.
 
+pub mod branch;
+pub mod fanout;
 pub mod ingest;
 pub mod signal;
 pub mod stage;
+pub mod timed;
 pub mod topology;
 
+pub use fanout::{FanOut, Full, Target, TargetKind};
 pub use ingest::{Accepted, Ingest, Refused, Submission};
-pub use signal::{ExporterInput, SignalPipeline};
+pub use signal::SignalPipeline;
 pub use stage::{run_timed, BatchStage, StageError, Transform};
+pub use timed::{spawn_stage, Downstream};
 pub use topology::{Gateway, StartError};

@@ -7,17 +7,20 @@
 //! interval) says when through [`Transform::deadline`] and is called back at
 //! that moment through [`Transform::on_deadline`]; [`run_timed`] is the task
 //! that does this for it. Stages that hold nothing (redaction, routing) only
-//! implement `process`, and run inline on their signal's task.
+//! implement `process`, and run inline on their signal's task; an inline stage
+//! that does hold data (an aggregation) gets the same `deadline` / `flush`
+//! calls from the signal's task.
 //!
 //! # Shutdown
-//! When its input closes, a stage is asked to [`Transform::flush`] what it holds.
+//! When its input closes, a stage is asked to [`Transform::flush`] what it
+//! holds, inline or timed, so no held data is lost at shutdown.
 
 use std::future::Future;
 
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use crate::model::Batch;
+use crate::model::Envelope;
 
 /// Why a stage could not process a batch.
 #[derive(Debug, thiserror::Error)]
@@ -65,8 +68,8 @@ pub trait Transform: Send + 'static {
     fn flush(&mut self, _out: &mut Vec<Self::Out>) {}
 }
 
-/// The signal stages: batches in, batches out.
-pub type BatchStage = Box<dyn Transform<In = Batch, Out = Batch>>;
+/// The inline stages of a signal: batches (with their context) in, batches out.
+pub type BatchStage = Box<dyn Transform<In = Envelope, Out = Envelope>>;
 
 /// Runs a stage that owns time as a task: feeds it `input`, calls it back at
 /// its deadlines, hands every output to `emit` (awaited, so `emit` may apply

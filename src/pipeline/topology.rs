@@ -1,8 +1,9 @@
 //! Builds the running gateway from a validated [`Config`] and owns its shutdown.
 //!
 //! ```text
-//! per signal with a pipeline:   Ingest channel ─► SignalPipeline task
-//! per (signal, exporter):       ExporterInput ─► Batcher task ─► MemoryQueue ─► Sender workers
+//! per signal with a pipeline:   Ingest channel ─► SignalPipeline task ─► FanOut
+//! per (signal, exporter):       Target ─► branch (Batcher ─► MemoryQueue ─► Sender workers)
+//! exporters are looked up by id in the config's registry, never by parsing kind strings.
 //! receivers (gRPC, HTTP) and the admin listener are bound before anything is reported ready.
 //! ```
 //!
@@ -13,9 +14,7 @@
 //! draining takes longer than `service.shutdown_timeout`, retries are cut
 //! short and what is left is dropped and counted.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::gauge;
@@ -23,26 +22,19 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::batch::Batcher;
 use crate::config::Config;
-use crate::exporter::debug::DebugExporter;
-use crate::exporter::otlp::OtlpExporter;
-use crate::exporter::Exporter;
 use crate::model::Signal;
 use crate::queue::retry::RetryPolicy;
-use crate::queue::sender::Sender;
-use crate::queue::{ItemBudget, MemoryQueue};
 use crate::receiver::grpc::GrpcReceiver;
 use crate::receiver::http::HttpReceiver;
 use crate::telemetry::metrics::{QUEUE_CAPACITY, QUEUE_ITEMS};
 use crate::telemetry::{metrics_handle, AdminServer, Readiness};
 
-use super::{ExporterInput, Ingest, SignalPipeline, Submission};
+use super::branch::{spawn_branch, BranchSettings, BranchTasks};
+use super::{FanOut, Ingest, SignalPipeline, Submission};
 
 /// Submissions waiting for a signal task; beyond this, receivers answer retryable.
 const SIGNAL_CHANNEL: usize = 64;
-/// Batches waiting for one exporter's batcher.
-const BATCHER_CHANNEL: usize = 1024;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -51,7 +43,7 @@ pub enum StartError {
     Exporter {
         id: String,
         #[source]
-        source: crate::exporter::otlp::OtlpBuildError,
+        source: crate::exporter::BuildError,
     },
     #[error("pipeline {signal} names unknown exporter {id}")]
     UnknownExporter { signal: Signal, id: String },
@@ -71,7 +63,10 @@ pub struct Gateway {
     abort_export: CancellationToken,
     stop_admin: CancellationToken,
     receivers: JoinSet<()>,
+    /// Signal tasks (and the timed stages they feed).
     pipelines: JoinSet<()>,
+    /// Batchers and partition routers.
+    batchers: JoinSet<()>,
     workers: JoinSet<()>,
     admin: JoinSet<()>,
     readiness: Readiness,
@@ -88,10 +83,9 @@ impl Gateway {
         let receiver_config = &config.receivers.otlp;
         let retry_after = receiver_config.retry_after.get();
 
-        let mut exporters: BTreeMap<String, Arc<Exporter>> = BTreeMap::new();
         let mut queues = Vec::new();
+        let mut tasks = BranchTasks::default();
         let mut pipelines = JoinSet::new();
-        let mut workers = JoinSet::new();
         let abort_export = CancellationToken::new();
         let mut senders: [Option<mpsc::Sender<Submission>>; 3] = [None, None, None];
 
@@ -99,43 +93,59 @@ impl Gateway {
             let Some(pipeline) = config.pipelines.get(signal) else {
                 continue;
             };
-            let mut inputs = Vec::new();
+            let mut targets = Vec::new();
             for id in &pipeline.exporters {
-                let (exporter, queue_config, retry) =
-                    build_exporter(config, signal, id, &mut exporters)?;
-                let budget = ItemBudget::new(queue_config.queue_size);
+                let entry = config
+                    .exporter(id)
+                    .ok_or_else(|| StartError::UnknownExporter {
+                        signal,
+                        id: id.clone(),
+                    })?;
+                let exporter =
+                    entry
+                        .config
+                        .build(id, signal)
+                        .map_err(|source| StartError::Exporter {
+                            id: id.clone(),
+                            source,
+                        })?;
+                let retry = entry
+                    .config
+                    .retry_on_failure()
+                    .map_or_else(RetryPolicy::disabled, RetryPolicy::from_config);
+                let settings = BranchSettings {
+                    id,
+                    signal,
+                    batch: &config.processors.batch,
+                    queue: entry.config.sending_queue(),
+                    retry,
+                };
+                let target = spawn_branch(&settings, exporter, &abort_export, &mut tasks);
                 let labels = [
                     ("exporter", id.clone()),
                     ("signal", signal.as_str().to_string()),
                 ];
-                gauge!(QUEUE_CAPACITY, &labels).set(budget.capacity() as f64);
-                let (tx, rx) = mpsc::channel(BATCHER_CHANNEL);
-                // Every queued batch holds at least one item, so the budget bounds the queue.
-                let queue = MemoryQueue::new(
-                    usize::try_from(queue_config.queue_size)
-                        .unwrap_or(usize::MAX)
-                        .min(1 << 20),
-                );
-                pipelines.spawn(
-                    Batcher::new(&config.processors.batch, id, signal).run(rx, queue.clone()),
-                );
-                Sender::new(id, signal, exporter, retry).spawn(
-                    queue,
-                    queue_config.num_consumers,
-                    abort_export.clone(),
-                    &mut workers,
-                );
-                queues.push((format!("{id} ({signal})"), budget.clone(), labels));
-                inputs.push(ExporterInput {
-                    id: id.clone(),
-                    budget,
-                    tx,
-                });
+                gauge!(QUEUE_CAPACITY, &labels).set(target.budget.capacity() as f64);
+                queues.push((format!("{id} ({signal})"), target.budget.clone(), labels));
+                targets.push(target);
             }
             let (tx, rx) = mpsc::channel(SIGNAL_CHANNEL);
             senders[slot] = Some(tx);
-            pipelines.spawn(SignalPipeline::new(signal, Vec::new(), inputs, retry_after).run(rx));
+            pipelines.spawn(
+                SignalPipeline::new(
+                    signal,
+                    Vec::new(),
+                    FanOut::new(signal, targets),
+                    retry_after,
+                )
+                .with_abort(abort_export.clone())
+                .run(rx),
+            );
         }
+        let BranchTasks {
+            batchers,
+            senders: workers,
+        } = tasks;
         let [traces, metrics, logs] = senders;
         let ingest = Ingest::new(traces, metrics, logs, retry_after)
             .with_inflight_limit(receiver_config.max_inflight_bytes.get());
@@ -197,6 +207,7 @@ impl Gateway {
             stop_admin,
             receivers,
             pipelines,
+            batchers,
             workers,
             admin,
             readiness,
@@ -224,6 +235,7 @@ impl Gateway {
         while self.receivers.join_next().await.is_some() {}
         let drain = async {
             while self.pipelines.join_next().await.is_some() {}
+            while self.batchers.join_next().await.is_some() {}
             while self.workers.join_next().await.is_some() {}
         };
         let drained = tokio::time::timeout(self.shutdown_timeout, drain)
@@ -233,6 +245,7 @@ impl Gateway {
             tracing::warn!(timeout = ?self.shutdown_timeout, "Drain deadline passed; dropping what is left.");
             self.abort_export.cancel();
             while self.pipelines.join_next().await.is_some() {}
+            while self.batchers.join_next().await.is_some() {}
             while self.workers.join_next().await.is_some() {}
         }
         self.stop_admin.cancel();
@@ -240,58 +253,4 @@ impl Gateway {
         tracing::info!(drained, "Gateway stopped.");
         drained
     }
-}
-
-type ExporterParts = (
-    Arc<Exporter>,
-    crate::queue::config::SendingQueueConfig,
-    RetryPolicy,
-);
-
-fn build_exporter(
-    config: &Config,
-    signal: Signal,
-    id: &str,
-    built: &mut BTreeMap<String, Arc<Exporter>>,
-) -> Result<ExporterParts, StartError> {
-    let unknown = || StartError::UnknownExporter {
-        signal,
-        id: id.to_string(),
-    };
-    let (kind, name) = id.split_once('/').ok_or_else(unknown)?;
-    let (queue, retry) = match kind {
-        "otlp" => {
-            let c = config.exporters.otlp.get(name).ok_or_else(unknown)?;
-            (
-                c.sending_queue.clone(),
-                RetryPolicy::from_config(&c.retry_on_failure),
-            )
-        }
-        "debug" => {
-            let c = config.exporters.debug.get(name).ok_or_else(unknown)?;
-            (c.sending_queue.clone(), RetryPolicy::disabled())
-        }
-        _ => return Err(unknown()),
-    };
-    if let Some(exporter) = built.get(id) {
-        return Ok((exporter.clone(), queue, retry));
-    }
-    let exporter = match kind {
-        "otlp" => {
-            let c = config.exporters.otlp.get(name).ok_or_else(unknown)?;
-            Exporter::Otlp(
-                OtlpExporter::build(id, c).map_err(|e| StartError::Exporter {
-                    id: id.to_string(),
-                    source: e,
-                })?,
-            )
-        }
-        _ => {
-            let c = config.exporters.debug.get(name).ok_or_else(unknown)?;
-            Exporter::Debug(DebugExporter::new(id, c))
-        }
-    };
-    let exporter = Arc::new(exporter);
-    built.insert(id.to_string(), exporter.clone());
-    Ok((exporter, queue, retry))
 }

@@ -66,13 +66,9 @@ impl Queue for MemoryQueue {
 mod tests {
     use super::*;
     use crate::model::{Batch, Signal};
-    use crate::queue::Reservation;
 
     fn item(n: u64) -> QueuedBatch {
-        QueuedBatch {
-            batch: Batch::from_validated(Signal::Logs, bytes::Bytes::new(), n),
-            reservation: Reservation::detached(n),
-        }
+        QueuedBatch::detached(Batch::from_validated(Signal::Logs, bytes::Bytes::new(), n))
     }
 
     #[tokio::test]

@@ -2,7 +2,7 @@
 //! workers that drain it, and the retry around each send.
 //!
 //! # Backpressure
-//! Every exporter has an [`ItemBudget`] (`sending_queue.queue_size` items).
+//! Every exporter has an [`ItemBudget`](crate::budget::ItemBudget) (`sending_queue.queue_size` items).
 //! The pipeline reserves a batch's items before handing it to the exporter's
 //! batcher; the [`Reservation`] travels with the items through batching, the
 //! queue and the export attempts, and is released only when they are
@@ -16,7 +16,6 @@
 //! buffering that survives restarts) implements the same trait, acking a
 //! [`Delivery`] only after the export finished.
 
-pub mod budget;
 pub mod config;
 pub mod memory;
 pub mod retry;
@@ -24,16 +23,46 @@ pub mod sender;
 
 use std::future::Future;
 
-pub use budget::{ItemBudget, Reservation};
 pub use memory::MemoryQueue;
 
-use crate::model::Batch;
+use crate::budget::Reservation;
+use crate::model::{Batch, Context, Envelope};
 
-/// A batch with the items it holds against its exporter's budget.
+/// A batch with its context and the items it holds against its exporter's budget.
 #[derive(Debug)]
 pub struct QueuedBatch {
     pub batch: Batch,
+    pub context: Context,
     pub reservation: Reservation,
+}
+
+impl QueuedBatch {
+    /// `envelope` holding `reservation`.
+    pub fn new(envelope: Envelope, reservation: Reservation) -> Self {
+        QueuedBatch {
+            batch: envelope.batch,
+            context: envelope.context,
+            reservation,
+        }
+    }
+
+    /// A batch with the empty context, for tests and unbounded paths.
+    pub fn detached(batch: Batch) -> Self {
+        let items = batch.items();
+        QueuedBatch {
+            batch,
+            context: Context::default(),
+            reservation: Reservation::detached(items),
+        }
+    }
+
+    /// The batch and its context, without the reservation (which is released).
+    pub fn into_envelope(self) -> Envelope {
+        Envelope {
+            context: self.context,
+            batch: self.batch,
+        }
+    }
 }
 
 /// Why a queue refused an item.
@@ -57,6 +86,16 @@ impl Delivery {
 
     pub fn batch(&self) -> &Batch {
         &self.item.batch
+    }
+
+    pub fn context(&self) -> &Context {
+        &self.item.context
+    }
+
+    /// Releases `items` of the reservation at once: items a partial success
+    /// delivered (or the backend refused for good) while the rest is retried.
+    pub fn release(&mut self, items: u64) {
+        drop(self.item.reservation.split(items));
     }
 
     /// Items this delivery holds against its exporter's budget.

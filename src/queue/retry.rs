@@ -93,6 +93,17 @@ impl RetryPolicy {
         }
     }
 
+    /// The retry state of one request: call [`Retrying::next_wait`] after
+    /// each failed attempt. For a caller that must hold the request across
+    /// attempts (a request that shrinks on partial success).
+    pub fn start(&self) -> Retrying<'_> {
+        Retrying {
+            policy: self,
+            started: Instant::now(),
+            backoff: self.backoff(),
+        }
+    }
+
     /// Calls `attempt` until it succeeds, fails permanently, the time budget
     /// runs out or `cancel` fires.
     ///
@@ -113,31 +124,67 @@ impl RetryPolicy {
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<ExportOutcome, ExportError>>,
     {
-        let start = Instant::now();
-        let mut backoff = self.backoff();
+        let mut retrying = self.start();
         loop {
             let error = match attempt().await {
                 Ok(outcome) => return Ok(outcome),
                 Err(error) => error,
             };
-            let ExportError::Retryable { retry_after, .. } = &error else {
+            let Some(wait) = retrying.next_wait(&error, cancel) else {
                 return Err(error);
             };
-            if !self.enabled || cancel.is_cancelled() {
+            on_retry(&error, wait);
+            if !retrying.wait(wait, cancel).await {
                 return Err(error);
             }
-            let wait = backoff.next_wait().max(retry_after.unwrap_or_default());
-            if let Some(budget) = self.max_elapsed_time {
-                if start.elapsed().saturating_add(wait) > budget {
-                    return Err(error);
-                }
+        }
+    }
+}
+
+/// The retry state of one request under a [`RetryPolicy`].
+#[derive(Debug)]
+pub struct Retrying<'a> {
+    policy: &'a RetryPolicy,
+    started: Instant,
+    backoff: Backoff,
+}
+
+impl Retrying<'_> {
+    /// How long to wait before retrying after `error`, or `None` to give up:
+    /// the error is permanent, retries are off, `cancel` fired, or the wait
+    /// would end past `max_elapsed_time`. A partial success
+    /// ([`ExportError::Partial`]) is retried like a retryable error.
+    pub fn next_wait(
+        &mut self,
+        error: &ExportError,
+        cancel: &CancellationToken,
+    ) -> Option<Duration> {
+        let retry_after = match error {
+            ExportError::Retryable { retry_after, .. }
+            | ExportError::Partial { retry_after, .. } => *retry_after,
+            ExportError::Permanent { .. } => return None,
+        };
+        if !self.policy.enabled || cancel.is_cancelled() {
+            return None;
+        }
+        let wait = self
+            .backoff
+            .next_wait()
+            .max(retry_after.unwrap_or_default());
+        if let Some(budget) = self.policy.max_elapsed_time {
+            if self.started.elapsed().saturating_add(wait) > budget {
+                return None;
             }
-            on_retry(&error, wait);
-            tokio::select! {
-                biased;
-                () = cancel.cancelled() => return Err(error),
-                () = tokio::time::sleep(wait) => {}
-            }
+        }
+        Some(wait)
+    }
+
+    /// Sleeps `wait`; `false` when `cancel` fired first.
+    pub async fn wait(&self, wait: Duration, cancel: &CancellationToken) -> bool {
+        tokio::select! {
+            biased;
+            () = cancel.cancelled() => false,
+            () = tokio::time::sleep(wait) => true,
         }
     }
 }
@@ -194,7 +241,7 @@ mod tests {
     use super::*;
     use std::cell::{Cell, RefCell};
 
-    use crate::config::types::HumanDuration;
+    use crate::settings::units::HumanDuration;
 
     fn config(
         initial: u64,

@@ -1,5 +1,10 @@
-//! The workers that drain one exporter's queue: each pops a batch, sends it
-//! with retry, counts the outcome and releases the batch's items.
+//! The workers that drain one exporter's queue: each pops a batch, encodes it
+//! once, sends it with retry, counts the outcome and releases the batch's items.
+//!
+//! # Partial success
+//! When an attempt answers [`ExportError::Partial`], the delivered (and
+//! refused) items are counted and their budget released at once; the
+//! exporter has cut its request down to the rest, which alone is retried.
 //!
 //! # Shutdown
 //! Workers stop when the queue is closed and empty. When `abort` is
@@ -14,7 +19,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use crate::exporter::{ExportError, Exporter};
+use crate::exporter::{DynExporter, ExportError};
 use crate::model::Signal;
 use crate::telemetry::metrics::{
     reason, EXPORTER_ITEMS_DROPPED, EXPORTER_ITEMS_FAILED, EXPORTER_ITEMS_SENT,
@@ -25,16 +30,30 @@ use super::retry::RetryPolicy;
 use super::{Delivery, Queue};
 
 /// Sends one exporter's queued batches.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Sender {
     id: String,
     signal: Signal,
-    exporter: Arc<Exporter>,
+    exporter: Arc<dyn DynExporter>,
     retry: RetryPolicy,
 }
 
+impl std::fmt::Debug for Sender {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sender")
+            .field("id", &self.id)
+            .field("signal", &self.signal)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Sender {
-    pub fn new(id: &str, signal: Signal, exporter: Arc<Exporter>, retry: RetryPolicy) -> Self {
+    pub fn new(
+        id: &str,
+        signal: Signal,
+        exporter: Arc<dyn DynExporter>,
+        retry: RetryPolicy,
+    ) -> Self {
         Sender {
             id: id.to_string(),
             signal,
@@ -63,61 +82,98 @@ impl Sender {
         }
     }
 
-    /// Sends one batch (with retry) and counts how it ended.
-    pub async fn deliver(&self, delivery: Delivery, abort: &CancellationToken) {
-        let batch = delivery.batch();
-        let items = batch.items();
+    /// Encodes one batch, sends it (with retry) and counts how it ended.
+    pub async fn deliver(&self, mut delivery: Delivery, abort: &CancellationToken) {
         let signal = self.signal.as_str();
+        let items = delivery.batch().items();
         if abort.is_cancelled() {
             self.dropped(items, reason::SHUTDOWN);
             delivery.ack();
             return;
         }
-        let result = self
-            .retry
-            .run(
-                abort,
-                || async {
-                    let started = Instant::now();
-                    let result = self.exporter.export(batch).await;
-                    histogram!(EXPORTER_REQUEST_DURATION, "exporter" => self.id.clone(), "signal" => signal)
-                        .record(started.elapsed().as_secs_f64());
-                    if let Err(error) = &result {
-                        counter!(EXPORTER_ITEMS_FAILED, "exporter" => self.id.clone(), "signal" => signal, "reason" => error.kind())
-                            .increment(items);
+        let mut request = match self.exporter.encode(delivery.batch(), delivery.context()) {
+            Ok(request) => request,
+            Err(error) => {
+                self.dropped(items, reason::PERMANENT);
+                warn_rate_limited(
+                    &self.id,
+                    &format!("dropped {items} items (encode): {error}"),
+                );
+                delivery.ack();
+                return;
+            }
+        };
+        let mut retrying = self.retry.start();
+        loop {
+            // Items this attempt carries: fewer after a partial success.
+            let attempt_items = self.exporter.items(&request);
+            let started = Instant::now();
+            let result = self.exporter.send(&mut request).await;
+            histogram!(EXPORTER_REQUEST_DURATION, "exporter" => self.id.clone(), "signal" => signal)
+                .record(started.elapsed().as_secs_f64());
+            let error = match result {
+                Ok(outcome) => {
+                    let rejected = outcome.rejected_items.min(attempt_items);
+                    self.sent(attempt_items - rejected);
+                    if rejected > 0 {
+                        self.dropped(rejected, reason::PARTIAL_SUCCESS);
+                        warn_rate_limited(
+                            &self.id,
+                            &format!("backend rejected {rejected} items: {}", outcome.message),
+                        );
                     }
-                    result
-                },
-                |error: &ExportError, wait: Duration| {
-                    counter!(EXPORTER_RETRIES, "exporter" => self.id.clone(), "signal" => signal).increment(1);
-                    tracing::debug!(exporter = %self.id, %error, ?wait, "Export failed, will retry.");
-                },
-            )
-            .await;
-        match result {
-            Ok(outcome) => {
-                let rejected = outcome.rejected_items.min(items);
-                counter!(EXPORTER_ITEMS_SENT, "exporter" => self.id.clone(), "signal" => signal)
-                    .increment(items - rejected);
+                    break;
+                }
+                Err(error) => error,
+            };
+            if let ExportError::Partial {
+                delivered,
+                rejected,
+                ..
+            } = &error
+            {
+                let delivered = (*delivered).min(attempt_items);
+                let rejected = (*rejected).min(attempt_items - delivered);
+                self.sent(delivered);
                 if rejected > 0 {
                     self.dropped(rejected, reason::PARTIAL_SUCCESS);
-                    warn_rate_limited(
-                        &self.id,
-                        &format!("backend rejected {rejected} items: {}", outcome.message),
-                    );
                 }
+                delivery.release(delivered + rejected);
             }
-            Err(error) => {
-                let why = match (&error, abort.is_cancelled()) {
-                    (_, true) => reason::SHUTDOWN,
-                    (ExportError::Retryable { .. }, false) => reason::RETRIES_EXHAUSTED,
-                    (ExportError::Permanent { .. }, false) => reason::PERMANENT,
-                };
-                self.dropped(items, why);
-                warn_rate_limited(&self.id, &format!("dropped {items} items ({why}): {error}"));
+            let failed = self.exporter.items(&request);
+            counter!(EXPORTER_ITEMS_FAILED, "exporter" => self.id.clone(), "signal" => signal, "reason" => error.kind())
+                .increment(failed);
+            if failed == 0 {
+                break;
+            }
+            let Some(wait) = retrying.next_wait(&error, abort) else {
+                self.give_up(failed, &error, abort);
+                break;
+            };
+            counter!(EXPORTER_RETRIES, "exporter" => self.id.clone(), "signal" => signal)
+                .increment(1);
+            tracing::debug!(exporter = %self.id, %error, ?wait, "Export failed, will retry.");
+            if !retrying.wait(wait, abort).await {
+                self.give_up(failed, &error, abort);
+                break;
             }
         }
         delivery.ack();
+    }
+
+    fn give_up(&self, items: u64, error: &ExportError, abort: &CancellationToken) {
+        let why = match (error, abort.is_cancelled()) {
+            (_, true) => reason::SHUTDOWN,
+            (ExportError::Permanent { .. }, false) => reason::PERMANENT,
+            (_, false) => reason::RETRIES_EXHAUSTED,
+        };
+        self.dropped(items, why);
+        warn_rate_limited(&self.id, &format!("dropped {items} items ({why}): {error}"));
+    }
+
+    fn sent(&self, items: u64) {
+        counter!(EXPORTER_ITEMS_SENT, "exporter" => self.id.clone(), "signal" => self.signal.as_str())
+            .increment(items);
     }
 
     fn dropped(&self, items: u64, why: &'static str) {

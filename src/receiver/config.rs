@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::types::{ByteSize, HumanDuration};
+use crate::settings::units::{ByteSize, HumanDuration};
 
 /// `[receivers.otlp]`: the OTLP receiver.
 ///

@@ -14,7 +14,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
 use super::error::RequestError;
-use crate::queue::{ItemBudget, Reservation};
+use crate::budget::{ItemBudget, Reservation};
 
 /// A content coding of the request body (`Content-Encoding`) or of a gRPC
 /// message (`grpc-encoding`).

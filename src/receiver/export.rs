@@ -72,7 +72,7 @@ impl Intake {
     }
 
     /// The receivers' in-flight byte budget (see `max_inflight_bytes`).
-    pub fn inflight(&self) -> &crate::queue::ItemBudget {
+    pub fn inflight(&self) -> &crate::budget::ItemBudget {
         self.ingest.inflight()
     }
 

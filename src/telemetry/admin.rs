@@ -18,7 +18,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::queue::ItemBudget;
+use crate::budget::ItemBudget;
 
 /// Why the admin listener could not start.
 #[derive(Debug, thiserror::Error)]

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::config::types::HumanDuration;
+use crate::settings::units::HumanDuration;
 
 /// `[service]`.
 #[derive(Debug, Clone, Deserialize)]

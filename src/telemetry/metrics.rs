@@ -26,6 +26,9 @@ pub const RECEIVER_REQUEST_BYTES: &str = "otlp_gateway_receiver_request_bytes";
 pub const STAGE_ITEMS_IN: &str = "otlp_gateway_stage_items_in_total";
 pub const STAGE_ITEMS_OUT: &str = "otlp_gateway_stage_items_out_total";
 pub const STAGE_ERRORS: &str = "otlp_gateway_stage_errors_total";
+/// Items a full stage or connector of a pipeline did not get while another
+/// target did, or given up at shutdown, by `stage`, `signal`, `reason`.
+pub const STAGE_ITEMS_DROPPED: &str = "otlp_gateway_stage_items_dropped_total";
 
 // --- batcher ---
 /// Items per flushed batch, by `exporter`, `signal`.
@@ -92,6 +95,10 @@ pub fn describe() {
     describe_counter!(STAGE_ITEMS_IN, "Items entering a pipeline stage.");
     describe_counter!(STAGE_ITEMS_OUT, "Items leaving a pipeline stage.");
     describe_counter!(STAGE_ERRORS, "Batches a stage failed on.");
+    describe_counter!(
+        STAGE_ITEMS_DROPPED,
+        "Items a full stage or connector did not get, or gave up at shutdown."
+    );
     describe_histogram!(BATCH_ITEMS, "Items per flushed batch.");
     describe_counter!(BATCH_FLUSHES, "Batch flushes, by trigger.");
     describe_gauge!(

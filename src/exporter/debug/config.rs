@@ -1,8 +1,16 @@
 //! `[exporters.debug.<name>]`: log what passes through.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
-use crate::queue::config::SendingQueueConfig;
+use crate::exporter::{BuildError, DynExporter, ExporterConfig};
+use crate::model::Signal;
+use crate::queue::config::{RetryConfig, SendingQueueConfig};
+use crate::settings::validate::{join, Validate};
+use crate::settings::ConfigError;
+
+use super::DebugExporter;
 
 /// How much the debug exporter logs per batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -38,5 +46,42 @@ impl Default for DebugExporterConfig {
             verbosity: default_verbosity(),
             sending_queue: SendingQueueConfig::default(),
         }
+    }
+}
+
+impl Verbosity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verbosity::Basic => "basic",
+            Verbosity::Normal => "normal",
+            Verbosity::Detailed => "detailed",
+        }
+    }
+}
+
+impl ExporterConfig for DebugExporterConfig {
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        self.sending_queue
+            .validate(&join(path, "sending_queue"), errors);
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "{}, {}",
+            self.verbosity.as_str(),
+            self.sending_queue.describe()
+        )
+    }
+
+    fn sending_queue(&self) -> &SendingQueueConfig {
+        &self.sending_queue
+    }
+
+    fn retry_on_failure(&self) -> Option<&RetryConfig> {
+        None
+    }
+
+    fn build(&self, id: &str, _signal: Signal) -> Result<Arc<dyn DynExporter>, BuildError> {
+        Ok(Arc::new(DebugExporter::new(id, self)))
     }
 }

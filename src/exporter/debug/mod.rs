@@ -14,9 +14,9 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value as AnyValue;
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use crate::model::{Batch, Signal};
+use crate::model::{Batch, Context, Signal};
 
-use super::{ExportError, ExportOutcome};
+use super::{ExportError, ExportOutcome, Exporter};
 pub use config::{DebugExporterConfig, Verbosity};
 
 /// Logs what passes through.
@@ -39,9 +39,16 @@ impl DebugExporter {
     /// # Errors
     /// Never: a batch that cannot be decoded is logged as such.
     pub async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
+        self.log(batch, &Context::default());
+        Ok(ExportOutcome::default())
+    }
+
+    fn log(&self, batch: &Batch, context: &Context) {
+        let tenant = context.tenant().unwrap_or("");
         match self.verbosity {
             Verbosity::Basic => tracing::info!(
                 exporter = %self.id,
+                tenant,
                 signal = %batch.signal(),
                 items = batch.items(),
                 bytes = batch.encoded_len(),
@@ -51,6 +58,7 @@ impl DebugExporter {
                 let summary = summarize(batch, self.verbosity == Verbosity::Detailed);
                 tracing::info!(
                     exporter = %self.id,
+                    tenant,
                     signal = %batch.signal(),
                     items = batch.items(),
                     bytes = batch.encoded_len(),
@@ -58,7 +66,24 @@ impl DebugExporter {
                 );
             }
         }
+    }
+}
+
+impl Exporter for DebugExporter {
+    /// Logging is the whole work: done at encode time, once per batch.
+    type Request = u64;
+
+    fn encode(&self, batch: &Batch, context: &Context) -> Result<u64, ExportError> {
+        self.log(batch, context);
+        Ok(batch.items())
+    }
+
+    async fn send(&self, _request: &mut u64) -> Result<ExportOutcome, ExportError> {
         Ok(ExportOutcome::default())
+    }
+
+    fn items(&self, request: &u64) -> u64 {
+        *request
     }
 }
 

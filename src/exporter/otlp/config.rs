@@ -2,11 +2,20 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
+use http::uri::{Scheme, Uri};
+use http::{HeaderName, HeaderValue};
 use serde::Deserialize;
 
-use crate::config::types::HumanDuration;
+use crate::exporter::{BuildError, DynExporter, ExporterConfig};
+use crate::model::Signal;
 use crate::queue::config::{RetryConfig, SendingQueueConfig};
+use crate::settings::units::HumanDuration;
+use crate::settings::validate::{file_problem, join, push, Validate, GREATER_THAN_ZERO};
+use crate::settings::ConfigError;
+
+use super::OtlpExporter;
 
 /// Wire protocol of the OTLP exporter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
@@ -55,6 +64,10 @@ pub struct OtlpExporterConfig {
     /// Names and values must be valid HTTP; values are never printed by `check-config`.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
+    /// Header (gRPC metadata) that carries each batch's tenant, e.g. `"X-Scope-OrgID"` for
+    /// Tempo, Mimir and Loki. Batches without a tenant are sent without it. Default none.
+    #[serde(default)]
+    pub tenant_header: Option<String>,
     /// Deadline of one request. Duration, greater than 0. Default `"5s"`.
     #[serde(default = "default_timeout")]
     pub timeout: HumanDuration,
@@ -91,4 +104,160 @@ pub struct TlsConfig {
     pub ca_file: Option<PathBuf>,
     /// Accept any server certificate. For tests only. Default `false`.
     pub insecure_skip_verify: bool,
+}
+
+impl OtlpProtocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OtlpProtocol::Grpc => "grpc",
+            OtlpProtocol::HttpProtobuf => "http_protobuf",
+        }
+    }
+}
+
+impl ExporterConfig for OtlpExporterConfig {
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        exporter_endpoint(
+            &self.endpoint,
+            self.protocol,
+            &join(path, "endpoint"),
+            errors,
+        );
+        for (name, value) in &self.headers {
+            let header_path = join(&join(path, "headers"), name);
+            if HeaderName::from_bytes(name.as_bytes()).is_err() {
+                errors.push(ConfigError::new(
+                    &header_path,
+                    format!("invalid header name \"{name}\""),
+                ));
+            }
+            // The value may be a secret: never echo it.
+            if HeaderValue::from_str(value).is_err() {
+                errors.push(ConfigError::new(
+                    &header_path,
+                    "invalid header value: use visible ASCII, spaces and tabs",
+                ));
+            }
+        }
+        if let Some(name) = &self.tenant_header {
+            if let Err(reason) = super::check_header_name(name, self.protocol) {
+                push(
+                    errors,
+                    path,
+                    "tenant_header",
+                    format!("invalid header name \"{name}\": {reason}"),
+                );
+            }
+        }
+        if self.timeout.get().is_zero() {
+            push(errors, path, "timeout", GREATER_THAN_ZERO);
+        }
+        self.tls.validate(&join(path, "tls"), errors);
+        self.retry_on_failure
+            .validate(&join(path, "retry_on_failure"), errors);
+        self.sending_queue
+            .validate(&join(path, "sending_queue"), errors);
+    }
+
+    fn warnings(&self, path: &str, warnings: &mut Vec<ConfigError>) {
+        let plain = self.endpoint.starts_with("http://");
+        if plain && (self.tls.ca_file.is_some() || self.tls.insecure_skip_verify) {
+            warnings.push(ConfigError::new(
+                join(path, "tls"),
+                "ignored: the endpoint is http:// (plain text)",
+            ));
+        }
+    }
+
+    fn describe(&self) -> String {
+        let mut parts = vec![
+            format!("{} {}", self.protocol.as_str(), self.endpoint),
+            self.compression.as_str().to_owned(),
+            format!("timeout {}", self.timeout),
+        ];
+        if !self.headers.is_empty() {
+            let names: Vec<&str> = self.headers.keys().map(String::as_str).collect();
+            parts.push(format!("headers [{}]", names.join(", ")));
+        }
+        if let Some(name) = &self.tenant_header {
+            parts.push(format!("tenant in {name}"));
+        }
+        if self.endpoint.starts_with("https://") {
+            let roots = match &self.tls.ca_file {
+                Some(file) => format!("ca_file {}", file.display()),
+                None => "web roots".to_owned(),
+            };
+            let verify = if self.tls.insecure_skip_verify {
+                ", NOT VERIFIED (insecure_skip_verify)"
+            } else {
+                ""
+            };
+            parts.push(format!("tls ({roots}{verify})"));
+        }
+        parts.push(self.retry_on_failure.describe());
+        parts.push(self.sending_queue.describe());
+        parts.join(", ")
+    }
+
+    fn sending_queue(&self) -> &SendingQueueConfig {
+        &self.sending_queue
+    }
+
+    fn retry_on_failure(&self) -> Option<&RetryConfig> {
+        Some(&self.retry_on_failure)
+    }
+
+    fn build(&self, id: &str, _signal: Signal) -> Result<Arc<dyn DynExporter>, BuildError> {
+        let exporter = OtlpExporter::build(id, self).map_err(BuildError::new)?;
+        Ok(Arc::new(exporter))
+    }
+}
+
+/// An exporter endpoint is an `http://` or `https://` URL with host and port; a gRPC one has no path.
+fn exporter_endpoint(
+    endpoint: &str,
+    protocol: OtlpProtocol,
+    path: &str,
+    errors: &mut Vec<ConfigError>,
+) {
+    let problem = match endpoint.parse::<Uri>() {
+        Err(error) => Some(error.to_string()),
+        Ok(uri) => {
+            let scheme = uri.scheme();
+            if scheme != Some(&Scheme::HTTP) && scheme != Some(&Scheme::HTTPS) {
+                Some("must start with http:// or https://".to_owned())
+            } else if uri.host().is_none_or(str::is_empty) {
+                Some("no host".to_owned())
+            } else if uri.port_u16().is_none() {
+                Some("no port (e.g. http://collector:4317)".to_owned())
+            } else if protocol == OtlpProtocol::Grpc && !matches!(uri.path(), "" | "/") {
+                Some("a gRPC endpoint takes no path".to_owned())
+            } else if uri.query().is_some() {
+                Some("no query string allowed".to_owned())
+            } else {
+                None
+            }
+        }
+    };
+    if let Some(problem) = problem {
+        errors.push(ConfigError::new(
+            path,
+            format!("invalid endpoint \"{endpoint}\": {problem}"),
+        ));
+    }
+}
+
+impl Validate for TlsConfig {
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        if let Some(file) = &self.ca_file {
+            if let Some(problem) = file_problem(file) {
+                push(
+                    errors,
+                    path,
+                    "ca_file",
+                    format!("{problem}: \"{}\"", file.display()),
+                );
+            }
+        }
+    }
 }

@@ -126,23 +126,48 @@ impl GrpcTransport {
         })
     }
 
-    pub(super) async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
-        match batch.signal() {
-            Signal::Traces => self.call::<ExportTraceServiceResponse>(batch).await,
-            Signal::Metrics => self.call::<ExportMetricsServiceResponse>(batch).await,
-            Signal::Logs => self.call::<ExportLogsServiceResponse>(batch).await,
+    /// The length-prefixed message of `batch`, compressed as configured.
+    pub(super) fn encode(&self, batch: &Batch) -> std::io::Result<Bytes> {
+        frame(batch, self.compression)
+    }
+
+    /// One call with a message made by [`GrpcTransport::encode`].
+    pub(super) async fn send(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        tenant: Option<(&HeaderName, &HeaderValue)>,
+    ) -> Result<ExportOutcome, ExportError> {
+        match signal {
+            Signal::Traces => {
+                self.call::<ExportTraceServiceResponse>(signal, body, tenant)
+                    .await
+            }
+            Signal::Metrics => {
+                self.call::<ExportMetricsServiceResponse>(signal, body, tenant)
+                    .await
+            }
+            Signal::Logs => {
+                self.call::<ExportLogsServiceResponse>(signal, body, tenant)
+                    .await
+            }
         }
     }
 
-    async fn call<R: ExportResponse>(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
-        let body = frame(batch, self.compression).map_err(|e| ExportError::Permanent {
-            reason: format!("compressing the request: {e}").into(),
-        })?;
+    async fn call<R: ExportResponse>(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        tenant: Option<(&HeaderName, &HeaderValue)>,
+    ) -> Result<ExportOutcome, ExportError> {
         let mut request = Request::new(tonic::body::Body::new(Full::new(body)));
         *request.method_mut() = Method::POST;
         // A path only: the channel fills in scheme and authority.
-        *request.uri_mut() = Uri::from_static(batch.signal().grpc_path());
+        *request.uri_mut() = Uri::from_static(signal.grpc_path());
         *request.headers_mut() = self.headers.clone();
+        if let Some((name, value)) = tenant {
+            request.headers_mut().insert(name, value.clone());
+        }
 
         let mut channel = self.channel.clone();
         let exchange = async {

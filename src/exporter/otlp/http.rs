@@ -6,7 +6,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER, USER_AGENT as USER_AGENT_HEADER};
-use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -130,14 +130,25 @@ impl HttpTransport {
         })
     }
 
-    pub(super) async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
-        let body = encode_body(batch, self.compression).map_err(|e| ExportError::Permanent {
-            reason: format!("compressing the request: {e}").into(),
-        })?;
+    /// The request body of `batch`, compressed as configured.
+    pub(super) fn encode(&self, batch: &Batch) -> std::io::Result<Bytes> {
+        encode_body(batch, self.compression)
+    }
+
+    /// One request with a body made by [`HttpTransport::encode`].
+    pub(super) async fn send(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        tenant: Option<(&HeaderName, &HeaderValue)>,
+    ) -> Result<ExportOutcome, ExportError> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
-        *request.uri_mut() = self.uris[signal_index(batch.signal())].clone();
+        *request.uri_mut() = self.uris[signal_index(signal)].clone();
         *request.headers_mut() = self.headers.clone();
+        if let Some((name, value)) = tenant {
+            request.headers_mut().insert(name, value.clone());
+        }
 
         let exchange = async {
             let response =
@@ -169,7 +180,7 @@ impl HttpTransport {
             }
         };
         if parts.status.is_success() {
-            return Ok(match batch.signal() {
+            return Ok(match signal {
                 Signal::Traces => decode_outcome::<ExportTraceServiceResponse>(&body),
                 Signal::Metrics => decode_outcome::<ExportMetricsServiceResponse>(&body),
                 Signal::Logs => decode_outcome::<ExportLogsServiceResponse>(&body),

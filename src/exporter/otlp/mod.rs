@@ -48,10 +48,12 @@ use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 
-use crate::model::Batch;
+use bytes::Bytes;
+
+use crate::model::{Batch, Context, Signal};
 
 use self::config::{OtlpExporterConfig, OtlpProtocol};
-use super::{ExportError, ExportOutcome};
+use super::{ExportError, ExportOutcome, Exporter};
 
 /// `User-Agent` of every export request.
 const USER_AGENT: &str = concat!("otlp-gateway/", env!("CARGO_PKG_VERSION"));
@@ -85,6 +87,8 @@ pub enum OtlpBuildError {
 pub struct OtlpExporter {
     id: String,
     transport: Transport,
+    /// Where each batch's tenant goes (`tenant_header`), lower-cased.
+    tenant_header: Option<HeaderName>,
 }
 
 /// Boxed: the clients are a few hundred bytes, and `Exporter` holds this by value.
@@ -120,9 +124,19 @@ impl OtlpExporter {
                 &endpoint, config, headers, verifier,
             )?)),
         };
+        let tenant_header = match &config.tenant_header {
+            Some(name) => Some(check_header_name(name, config.protocol).map_err(|reason| {
+                OtlpBuildError::Header {
+                    name: name.clone(),
+                    reason: reason.into(),
+                }
+            })?),
+            None => None,
+        };
         Ok(OtlpExporter {
             id: id.to_owned(),
             transport,
+            tenant_header,
         })
     }
 
@@ -131,22 +145,74 @@ impl OtlpExporter {
         &self.id
     }
 
-    /// One export attempt: sends `batch` as the request of its signal. No retry.
+    /// One export attempt of `batch` with no tenant: encode, then send once. No retry.
     ///
     /// # Errors
     /// [`ExportError`] by the server's answer; see the module docs for the mapping.
     pub async fn export(&self, batch: &Batch) -> Result<ExportOutcome, ExportError> {
-        if batch.is_empty() {
+        let mut request = Exporter::encode(self, batch, &Context::default())?;
+        Exporter::send(self, &mut request).await
+    }
+}
+
+/// A batch as one OTLP export request: the body is framed (gRPC) or
+/// compressed (HTTP) once, and sent as it is on every attempt.
+#[derive(Debug, Clone)]
+pub struct OtlpRequest {
+    signal: Signal,
+    body: Bytes,
+    items: u64,
+    /// The `tenant_header` and its value, when the batch has a tenant.
+    tenant: Option<(HeaderName, HeaderValue)>,
+}
+
+impl Exporter for OtlpExporter {
+    type Request = OtlpRequest;
+
+    fn encode(&self, batch: &Batch, context: &Context) -> Result<OtlpRequest, ExportError> {
+        let body = match &self.transport {
+            Transport::Grpc(t) => t.encode(batch),
+            Transport::Http(t) => t.encode(batch),
+        }
+        .map_err(|e| ExportError::Permanent {
+            reason: format!("compressing the request: {e}").into(),
+        })?;
+        let tenant = match (&self.tenant_header, context.tenant()) {
+            (Some(name), Some(tenant)) => {
+                let mut value =
+                    HeaderValue::from_str(tenant).map_err(|_| ExportError::Permanent {
+                        reason: "the tenant id is not a valid header value".into(),
+                    })?;
+                value.set_sensitive(false);
+                Some((name.clone(), value))
+            }
+            _ => None,
+        };
+        Ok(OtlpRequest {
+            signal: batch.signal(),
+            body,
+            items: batch.items(),
+            tenant,
+        })
+    }
+
+    async fn send(&self, request: &mut OtlpRequest) -> Result<ExportOutcome, ExportError> {
+        if request.items == 0 {
             return Ok(ExportOutcome::default());
         }
+        let tenant = request.tenant.as_ref().map(|(n, v)| (n, v));
         let result = match &self.transport {
-            Transport::Grpc(t) => t.export(batch).await,
-            Transport::Http(t) => t.export(batch).await,
+            Transport::Grpc(t) => t.send(request.signal, request.body.clone(), tenant).await,
+            Transport::Http(t) => t.send(request.signal, request.body.clone(), tenant).await,
         };
         if let Err(error) = &result {
-            tracing::debug!(exporter = %self.id, signal = %batch.signal(), %error, "Export attempt failed.");
+            tracing::debug!(exporter = %self.id, signal = %request.signal, %error, "Export attempt failed.");
         }
         result
+    }
+
+    fn items(&self, request: &OtlpRequest) -> u64 {
+        request.items
     }
 }
 
@@ -181,6 +247,24 @@ const EXPORTER_HEADERS: [&str; 7] = [
     "connection",
 ];
 
+/// A header the configuration may set: a valid name, not one the exporter
+/// or gRPC sets itself. Lower-cased (gRPC metadata requires it).
+pub(crate) fn check_header_name(
+    name: &str,
+    protocol: OtlpProtocol,
+) -> Result<HeaderName, &'static str> {
+    let key = HeaderName::from_bytes(name.as_bytes()).map_err(|_| "not a valid header name")?;
+    if EXPORTER_HEADERS.contains(&key.as_str()) {
+        return Err("set by the exporter");
+    }
+    if protocol == OtlpProtocol::Grpc
+        && (key.as_str().starts_with("grpc-") || key.as_str().ends_with("-bin"))
+    {
+        return Err("reserved by gRPC");
+    }
+    Ok(key)
+}
+
 /// `headers` as a header map, names lower-cased (gRPC metadata requires it).
 fn parse_headers(config: &OtlpExporterConfig) -> Result<HeaderMap, OtlpBuildError> {
     let mut headers = HeaderMap::with_capacity(config.headers.len());
@@ -189,16 +273,7 @@ fn parse_headers(config: &OtlpExporterConfig) -> Result<HeaderMap, OtlpBuildErro
             name: name.clone(),
             reason: reason.into(),
         };
-        let key = HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| invalid("not a valid header name"))?;
-        if EXPORTER_HEADERS.contains(&key.as_str()) {
-            return Err(invalid("set by the exporter"));
-        }
-        if config.protocol == OtlpProtocol::Grpc
-            && (key.as_str().starts_with("grpc-") || key.as_str().ends_with("-bin"))
-        {
-            return Err(invalid("reserved by gRPC"));
-        }
+        let key = check_header_name(name, config.protocol).map_err(invalid)?;
         let mut value =
             HeaderValue::from_str(value).map_err(|_| invalid("the value must be visible ASCII"))?;
         value.set_sensitive(true);

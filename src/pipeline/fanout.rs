@@ -1,0 +1,274 @@
+//! [`FanOut`]: hands a batch to every admission [`Target`] of a pipeline.
+//!
+//! A target is any entrance with its own item budget and a bounded channel:
+//!
+//! - an **exporter branch** (batcher → queue → senders of one exporter);
+//! - a **timed stage** with its own budget (tail sampling holds traces for
+//!   seconds), whose output goes through a fan-out of its own
+//!   ([`spawn_stage`](super::timed::spawn_stage));
+//! - a **connector** into another signal's pipeline (span metrics: traces
+//!   in, metrics out), the same as a timed stage whose output is that
+//!   pipeline's [`Ingest`](super::Ingest).
+//!
+//! # Backpressure
+//! Admission reserves the batch's items in each target's budget together
+//! with a slot in its channel, and sends without waiting. If no target can
+//! take the batch it is handed back ([`Full`]) and the caller refuses its
+//! client retryably (or, for a stage's own output, waits:
+//! [`FanOut::admit_or_wait`]); if only some can, the others count the items
+//! as dropped (`queue_full`), so one slow or dead target never holds up another.
+
+use std::fmt;
+use std::time::Duration;
+
+use metrics::counter;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::budget::ItemBudget;
+use crate::model::{Envelope, Signal};
+use crate::queue::QueuedBatch;
+use crate::telemetry::metrics::{reason, EXPORTER_ITEMS_DROPPED, STAGE_ITEMS_DROPPED};
+
+/// What a target is: decides the metric its drops are counted in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    /// An exporter's batcher, queue and senders.
+    Exporter,
+    /// A stage that owns time (tail sampling), run as its own task.
+    Stage,
+    /// A stage whose output enters another signal's pipeline.
+    Connector,
+}
+
+/// One entrance of a fan-out: an item budget and a bounded channel.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Exporter id (`kind/name`) or stage name.
+    pub id: String,
+    pub kind: TargetKind,
+    pub budget: ItemBudget,
+    pub tx: mpsc::Sender<QueuedBatch>,
+}
+
+impl Target {
+    /// A target of `budget` items with a channel of `channel` batches, and
+    /// the receiving end for the task behind it.
+    pub fn new(
+        id: impl Into<String>,
+        kind: TargetKind,
+        budget: ItemBudget,
+        channel: usize,
+    ) -> (Target, mpsc::Receiver<QueuedBatch>) {
+        let (tx, rx) = mpsc::channel(channel.max(1));
+        (
+            Target {
+                id: id.into(),
+                kind,
+                budget,
+                tx,
+            },
+            rx,
+        )
+    }
+
+    fn count_dropped(&self, signal: Signal, items: u64, why: &'static str) {
+        match self.kind {
+            TargetKind::Exporter => {
+                counter!(EXPORTER_ITEMS_DROPPED, "exporter" => self.id.clone(), "signal" => signal.as_str(), "reason" => why)
+                    .increment(items);
+            }
+            TargetKind::Stage | TargetKind::Connector => {
+                counter!(STAGE_ITEMS_DROPPED, "stage" => self.id.clone(), "signal" => signal.as_str(), "reason" => why)
+                    .increment(items);
+            }
+        }
+    }
+}
+
+/// No target had room; the envelope is handed back.
+#[derive(Debug)]
+pub struct Full(pub Envelope);
+
+/// The targets of one signal's pipeline (or of one timed stage's output).
+#[derive(Debug, Clone)]
+pub struct FanOut {
+    signal: Signal,
+    targets: Vec<Target>,
+}
+
+/// How long [`FanOut::admit_or_wait`] waits between tries at first, and at most.
+const WAIT_FIRST: Duration = Duration::from_millis(5);
+const WAIT_MAX: Duration = Duration::from_millis(200);
+
+impl FanOut {
+    pub fn new(signal: Signal, targets: Vec<Target>) -> Self {
+        FanOut { signal, targets }
+    }
+
+    pub fn signal(&self) -> Signal {
+        self.signal
+    }
+
+    pub fn targets(&self) -> &[Target] {
+        &self.targets
+    }
+
+    /// Hands `envelope` to every target that has room, without waiting.
+    ///
+    /// # Errors
+    /// [`Full`], with the envelope, when no target had room (nothing was sent).
+    pub fn admit(&self, envelope: Envelope) -> Result<(), Full> {
+        let items = envelope.items();
+        if items == 0 || self.targets.is_empty() {
+            return Ok(());
+        }
+        // A slot is room in both the target's item budget and its channel,
+        // taken together before anything is sent, so a target counted as
+        // having room really gets the batch.
+        let mut slots: Vec<_> = self
+            .targets
+            .iter()
+            .map(|t| {
+                let permit = t.tx.try_reserve().ok()?;
+                let reservation = t.budget.try_reserve(items)?;
+                Some((permit, reservation))
+            })
+            .collect();
+        let Some(last) = slots.iter().rposition(Option::is_some) else {
+            return Err(Full(envelope));
+        };
+        for (i, (target, slot)) in self.targets.iter().zip(slots.iter_mut()).enumerate() {
+            match slot.take() {
+                // The last admitting target takes the envelope itself, the others a handle copy.
+                Some((permit, reservation)) if i == last => {
+                    permit.send(QueuedBatch::new(envelope, reservation));
+                    // Targets after the last admitting one are full.
+                    for target in &self.targets[i + 1..] {
+                        self.full(target, items);
+                    }
+                    return Ok(());
+                }
+                Some((permit, reservation)) => {
+                    permit.send(QueuedBatch::new(envelope.clone(), reservation));
+                }
+                None => self.full(target, items),
+            }
+        }
+        Ok(())
+    }
+
+    fn full(&self, target: &Target, items: u64) {
+        target.count_dropped(self.signal, items, reason::QUEUE_FULL);
+        tracing::debug!(target = %target.id, items, "Target full; items dropped for it.");
+    }
+
+    /// Hands `envelope` on like [`FanOut::admit`], but when no target has
+    /// room waits and tries again: for data that was already acknowledged
+    /// (a timed stage's output, an inline stage's deadline or flush), so that
+    /// a full downstream slows the stage (whose own budget then refuses
+    /// clients) instead of losing data. Gives up only when `abort` fires
+    /// (the drain deadline passed), counting the items as dropped.
+    pub async fn admit_or_wait(&self, mut envelope: Envelope, abort: &CancellationToken) {
+        let mut wait = WAIT_FIRST;
+        loop {
+            match self.admit(envelope) {
+                Ok(()) => return,
+                Err(Full(back)) => envelope = back,
+            }
+            tokio::select! {
+                biased;
+                () = abort.cancelled() => {
+                    for target in &self.targets {
+                        target.count_dropped(self.signal, envelope.items(), reason::SHUTDOWN);
+                    }
+                    return;
+                }
+                () = tokio::time::sleep(wait) => {}
+            }
+            wait = (wait * 2).min(WAIT_MAX);
+        }
+    }
+}
+
+impl fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TargetKind::Exporter => "exporter",
+            TargetKind::Stage => "stage",
+            TargetKind::Connector => "connector",
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Batch, Context};
+
+    fn envelope(spans: usize) -> Envelope {
+        let batch = Batch::decode(Signal::Traces, crate::model::test_payload::traces(7, spans))
+            .unwrap()
+            .batch;
+        Envelope::with_context(Context::default().with_tenant("acme"), batch)
+    }
+
+    fn target(id: &str, kind: TargetKind, capacity: u64) -> (Target, mpsc::Receiver<QueuedBatch>) {
+        Target::new(id, kind, ItemBudget::new(capacity), 4)
+    }
+
+    #[test]
+    fn every_target_with_room_gets_the_batch_and_its_context() {
+        let (a, mut a_rx) = target("otlp/a", TargetKind::Exporter, 100);
+        let (s, mut s_rx) = target("tail_sampling", TargetKind::Stage, 100);
+        let fanout = FanOut::new(Signal::Traces, vec![a, s]);
+        fanout.admit(envelope(8)).unwrap();
+        for rx in [&mut a_rx, &mut s_rx] {
+            let got = rx.try_recv().unwrap();
+            assert_eq!(got.batch.items(), 8);
+            assert_eq!(got.reservation.items(), 8);
+            assert_eq!(got.context.tenant(), Some("acme"));
+        }
+    }
+
+    #[test]
+    fn a_full_stage_next_to_a_healthy_exporter_is_counted_not_refused() {
+        let (a, mut a_rx) = target("otlp/a", TargetKind::Exporter, 100);
+        let (s, mut s_rx) = target("tail_sampling", TargetKind::Stage, 10);
+        let _held = s.budget.try_reserve(10).unwrap();
+        let fanout = FanOut::new(Signal::Traces, vec![s, a]);
+        fanout.admit(envelope(8)).unwrap();
+        assert_eq!(a_rx.try_recv().unwrap().batch.items(), 8);
+        assert!(s_rx.try_recv().is_err());
+    }
+
+    #[test]
+    fn nothing_is_sent_when_no_target_has_room() {
+        let (a, mut a_rx) = target("otlp/a", TargetKind::Exporter, 10);
+        let held = a.budget.try_reserve(10).unwrap();
+        let budget = a.budget.clone();
+        let fanout = FanOut::new(Signal::Traces, vec![a]);
+        let Err(Full(back)) = fanout.admit(envelope(8)) else {
+            panic!("must be refused");
+        };
+        assert_eq!(back.items(), 8, "handed back whole");
+        assert!(a_rx.try_recv().is_err());
+        drop(held);
+        fanout.admit(back).unwrap();
+        assert_eq!(budget.used(), 8);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn admit_or_wait_delivers_once_room_frees_up() {
+        let (a, mut a_rx) = target("otlp/a", TargetKind::Exporter, 10);
+        let held = a.budget.try_reserve(10).unwrap();
+        let fanout = FanOut::new(Signal::Traces, vec![a]);
+        let abort = CancellationToken::new();
+        let task = tokio::spawn(async move { fanout.admit_or_wait(envelope(8), &abort).await });
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert!(a_rx.try_recv().is_err(), "still waiting for room");
+        drop(held);
+        task.await.unwrap();
+        assert_eq!(a_rx.try_recv().unwrap().batch.items(), 8);
+    }
+}

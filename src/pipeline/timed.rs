@@ -1,0 +1,112 @@
+//! Timed stages and connectors as fan-out targets.
+//!
+//! [`spawn_stage`] runs a stage that owns time (tail sampling holds traces
+//! for `decision_wait`) as its own task behind a [`Target`] with its own
+//! item budget: the fan-out in front of it refuses, retryably, when the stage
+//! is full, and a full stage next to a healthy exporter is counted, not
+//! refused. What the stage emits goes to a [`Downstream`]:
+//!
+//! - [`Downstream::FanOut`]: the exporters (or further stages) of the same
+//!   signal, through the same admission and drop-and-count rule;
+//! - [`Downstream::Pipeline`]: another signal's pipeline, through its
+//!   [`Ingest`], which makes the stage a connector (span metrics: traces
+//!   in, metrics out, into the metrics pipeline's own stages and exporters).
+//!
+//! The stage's input is [`QueuedBatch`]: each input holds its items in the
+//! stage's budget until the stage lets go of them (drops or emits them), so
+//! the budget bounds what the stage holds. A stage that keeps part of an
+//! input splits the reservation along ([`Reservation::split`](crate::budget::Reservation::split)).
+//!
+//! # Shutdown
+//! The task ends when the fan-out in front of it is gone: the stage
+//! flushes, its output is handed on, and dropping the downstream handle lets
+//! the next pipeline end in turn.
+
+use std::sync::Arc;
+
+use metrics::counter;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::budget::ItemBudget;
+use crate::model::Envelope;
+use crate::queue::QueuedBatch;
+use crate::telemetry::metrics::{reason, STAGE_ITEMS_DROPPED};
+
+use super::fanout::{FanOut, Target, TargetKind};
+use super::{run_timed, Ingest, Refused, Transform};
+
+/// Batches waiting for a timed stage's task.
+const STAGE_CHANNEL: usize = 1024;
+
+/// Where a timed stage's output goes.
+#[derive(Debug, Clone)]
+pub enum Downstream {
+    /// The targets of the same signal.
+    FanOut(FanOut),
+    /// Another signal's pipeline: the stage is a connector.
+    Pipeline(Ingest),
+}
+
+impl Downstream {
+    /// Hands `envelope` on, waiting while the downstream is full (the data
+    /// was acknowledged already); gives up, counted, only when `abort` fires.
+    async fn hand_on(&self, stage: &str, envelope: Envelope, abort: &CancellationToken) {
+        match self {
+            Downstream::FanOut(fanout) => fanout.admit_or_wait(envelope, abort).await,
+            Downstream::Pipeline(ingest) => {
+                let signal = envelope.batch.signal();
+                let items = envelope.items();
+                let mut wait = std::time::Duration::from_millis(5);
+                loop {
+                    match ingest.submit_envelope(envelope.clone()).await {
+                        Ok(_) => return,
+                        Err(Refused::Busy { .. }) if !abort.is_cancelled() => {}
+                        Err(_) => {
+                            counter!(STAGE_ITEMS_DROPPED, "stage" => stage.to_owned(), "signal" => signal.as_str(), "reason" => reason::SHUTDOWN)
+                                .increment(items);
+                            return;
+                        }
+                    }
+                    tokio::select! {
+                        biased;
+                        () = abort.cancelled() => {}
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    wait = (wait * 2).min(std::time::Duration::from_millis(200));
+                }
+            }
+        }
+    }
+}
+
+/// Starts `stage` as a task into `tasks` and returns the target that feeds
+/// it, with a budget of `budget_items` items. `kind` is [`TargetKind::Stage`]
+/// or, when `downstream` is another signal's pipeline, [`TargetKind::Connector`].
+pub fn spawn_stage<T>(
+    stage: T,
+    budget_items: u64,
+    downstream: Downstream,
+    abort: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Target
+where
+    T: Transform<In = QueuedBatch, Out = Envelope>,
+{
+    let kind = match downstream {
+        Downstream::FanOut(_) => TargetKind::Stage,
+        Downstream::Pipeline(_) => TargetKind::Connector,
+    };
+    let name = stage.name();
+    let (target, rx) = Target::new(name, kind, ItemBudget::new(budget_items), STAGE_CHANNEL);
+    let downstream = Arc::new(downstream);
+    tasks.spawn(async move {
+        run_timed(stage, rx, |envelope| {
+            let downstream = downstream.clone();
+            let abort = abort.clone();
+            async move { downstream.hand_on(name, envelope, &abort).await }
+        })
+        .await;
+    });
+    target
+}
