@@ -147,7 +147,7 @@ fn shipped_otlp_example_is_valid_once_uncommented() {
         panic!("otlp/jaeger missing");
     };
     let defaults = config::load_str(
-        "[exporters.otlp.jaeger]\nendpoint = \"http://127.0.0.1:14317\"\nheaders = { \"x-api-key\" = \"k\" }\ntls = { ca_file = \"CA\" }\n",
+        "[exporters.otlp.jaeger]\nendpoint = \"http://127.0.0.1:14317\"\nheaders = { \"x-api-key\" = \"k\" }\ntenant_header = \"X-Scope-OrgID\"\ntls = { ca_file = \"CA\" }\n",
         "defaults",
     )
     .unwrap();
