@@ -17,6 +17,7 @@
 
 pub mod settings;
 pub mod budget;
+pub mod stage;
 pub mod config;
 pub mod model;
 pub mod receiver;
@@ -25,6 +26,7 @@ pub mod batch;
 pub mod queue;
 pub mod exporter;
 pub mod telemetry;
+pub mod topology;
 #[cfg(any(test, feature = "testkit"))]
 #[doc(hidden)]
 pub mod testkit;

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use otlp_gateway::config;
-use otlp_gateway::pipeline::Gateway;
+use otlp_gateway::topology::Gateway;
 
 /// OTLP gateway: receive, batch and deliver traces, metrics and logs.
 #[derive(Debug, Parser)]

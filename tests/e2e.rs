@@ -69,14 +69,14 @@ fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
-fn endpoint(gw: &otlp_gateway::pipeline::Gateway, client: Client, signal: Signal) -> String {
+fn endpoint(gw: &otlp_gateway::topology::Gateway, client: Client, signal: Signal) -> String {
     match client {
         Client::Grpc => gateway::grpc_url(gw),
         Client::Http => format!("{}{}", gateway::http_base(gw), signal.http_path()),
     }
 }
 
-async fn gateway_to(fake: &FakeOtlp) -> otlp_gateway::pipeline::Gateway {
+async fn gateway_to(fake: &FakeOtlp) -> otlp_gateway::topology::Gateway {
     gateway::start(&format!(
         "{}\n[pipelines.traces]\nexporters = [\"otlp/down\"]\n[pipelines.metrics]\nexporters = [\"otlp/down\"]\n[pipelines.logs]\nexporters = [\"otlp/down\"]\n",
         gateway::otlp_exporter(&fake.grpc_url(), "grpc", 10_000)
@@ -446,7 +446,7 @@ fn hex(text: &str) -> Vec<u8> {
         .collect()
 }
 
-async fn metrics_text(gw: &otlp_gateway::pipeline::Gateway) -> String {
+async fn metrics_text(gw: &otlp_gateway::topology::Gateway) -> String {
     reqwest::get(format!("http://{}/metrics", gateway::admin(gw)))
         .await
         .expect("metrics")

@@ -31,7 +31,7 @@ async fn slow_uploads_hold_the_inflight_budget() {
     );
     let (config, _) = otlp_gateway::config::load_and_validate_str(&text, "test.toml")
         .unwrap_or_else(|errors| panic!("{errors}"));
-    let gw = otlp_gateway::pipeline::Gateway::start(&config)
+    let gw = otlp_gateway::topology::Gateway::start(&config)
         .await
         .expect("starts");
     let addr = gw.http_addr().expect("http receiver");

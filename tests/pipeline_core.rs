@@ -543,20 +543,14 @@ fn service_of(item: &regroup::ItemRef) -> String {
 }
 
 impl Partitioner for ByService {
-    fn split(&self, mut item: QueuedBatch, partitions: usize) -> Vec<(usize, QueuedBatch)> {
-        let parts = regroup::partition(&item.batch, service_of);
-        parts
+    fn split(&self, envelope: Envelope, partitions: usize) -> Vec<(usize, Envelope)> {
+        regroup::partition(&envelope.batch, service_of)
             .into_iter()
             .map(|(service, batch)| {
                 let index = service.bytes().map(usize::from).sum::<usize>() % partitions;
-                let reservation = item.reservation.split(batch.items());
                 (
                     index,
-                    QueuedBatch {
-                        batch,
-                        context: item.context.clone(),
-                        reservation,
-                    },
+                    Envelope::with_context(envelope.context.clone(), batch),
                 )
             })
             .collect()

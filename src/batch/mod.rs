@@ -25,8 +25,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::model::{Context, Signal};
-use crate::pipeline::{run_timed, StageError, Transform};
 use crate::queue::{Queue, QueuedBatch};
+use crate::stage::{run_timed, StageError, Transform};
 use crate::telemetry::metrics::{BATCH_FLUSHES, BATCH_ITEMS};
 
 pub use config::BatchConfig;

@@ -32,9 +32,8 @@ use std::time::Duration;
 
 use futures_util::future::BoxFuture;
 
-use crate::model::{Batch, Context, Signal};
-use crate::queue::config::{RetryConfig, SendingQueueConfig};
-use crate::queue::QueuedBatch;
+use crate::model::{Batch, Context, Envelope, Signal};
+use crate::settings::delivery::{RetryConfig, SendingQueueConfig};
 use crate::settings::ConfigError;
 
 pub use registry::{ExporterEntry, ExportersConfig, EXPORTER_KINDS};
@@ -127,11 +126,11 @@ pub trait Exporter: Send + Sync + 'static {
     }
 }
 
-/// Splits a queued batch by a key into ordered partitions.
+/// Splits a batch by a key into ordered partitions.
 pub trait Partitioner: Send + Sync + fmt::Debug + 'static {
-    /// Cuts `item` into parts, each with the index (below `partitions`) of
-    /// the partition that must carry it; reservations are split along.
-    fn split(&self, item: QueuedBatch, partitions: usize) -> Vec<(usize, QueuedBatch)>;
+    /// Cuts `envelope` into parts (each keeping the context), each with the
+    /// index (below `partitions`) of the partition that must carry it.
+    fn split(&self, envelope: Envelope, partitions: usize) -> Vec<(usize, Envelope)>;
 }
 
 /// An encoded request of some [`Exporter`], behind a type-erased handle.

@@ -24,11 +24,11 @@ use tokio_util::sync::CancellationToken;
 use crate::batch::{BatchConfig, Batcher};
 use crate::budget::ItemBudget;
 use crate::exporter::{DynExporter, Partitioner};
-use crate::model::Signal;
-use crate::queue::config::SendingQueueConfig;
+use crate::model::{Envelope, Signal};
 use crate::queue::retry::RetryPolicy;
 use crate::queue::sender::Sender;
 use crate::queue::{MemoryQueue, QueuedBatch};
+use crate::settings::delivery::SendingQueueConfig;
 
 use super::fanout::{Target, TargetKind};
 
@@ -123,11 +123,20 @@ async fn route(
     partitioner: Arc<dyn Partitioner>,
     partitions: Vec<mpsc::Sender<QueuedBatch>>,
 ) {
-    while let Some(item) = input.recv().await {
-        for (index, part) in partitioner.split(item, partitions.len()) {
+    while let Some(QueuedBatch {
+        batch,
+        context,
+        mut reservation,
+    }) = input.recv().await
+    {
+        let parts = partitioner.split(Envelope::with_context(context, batch), partitions.len());
+        for (index, part) in parts {
             let Some(partition) = partitions.get(index % partitions.len()) else {
                 continue;
             };
+            // Each part takes its items of the input's reservation along.
+            let items = part.items();
+            let part = QueuedBatch::new(part, reservation.split(items));
             // Waits while the partition's batcher is behind; its items are in the budget already.
             if partition.send(part).await.is_err() {
                 tracing::error!("Partition closed before its router; batch lost.");

@@ -23,13 +23,13 @@ pub mod branch;
 pub mod fanout;
 pub mod ingest;
 pub mod signal;
-pub mod stage;
 pub mod timed;
-pub mod topology;
 
+pub use crate::stage::{run_timed, StageError, Transform};
 pub use fanout::{FanOut, Full, Target, TargetKind};
 pub use ingest::{Accepted, Ingest, Refused, Submission};
 pub use signal::SignalPipeline;
-pub use stage::{run_timed, BatchStage, StageError, Transform};
+
+/// The inline stages of a signal: batches (with their context) in, batches out.
+pub type BatchStage = Box<dyn Transform<In = crate::model::Envelope, Out = crate::model::Envelope>>;
 pub use timed::{spawn_stage, Downstream};
-pub use topology::{Gateway, StartError};

@@ -16,7 +16,11 @@
 //! buffering that survives restarts) implements the same trait, acking a
 //! [`Delivery`] only after the export finished.
 
-pub mod config;
+/// The `sending_queue` and `retry_on_failure` tables (kept in [`crate::settings`], where
+/// every exporter kind's config can reach them).
+pub mod config {
+    pub use crate::settings::delivery::{RetryConfig, SendingQueueConfig};
+}
 pub mod memory;
 pub mod retry;
 pub mod sender;

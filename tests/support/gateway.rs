@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 
 use otlp_gateway::config;
-use otlp_gateway::pipeline::Gateway;
+use otlp_gateway::topology::Gateway;
 
 /// A config with every listener on `127.0.0.1:0`, a fast batcher, and `body` appended.
 pub fn config_text(body: &str) -> String {

@@ -6,7 +6,7 @@ use serde::Deserialize;
 
 use crate::exporter::{BuildError, DynExporter, ExporterConfig};
 use crate::model::Signal;
-use crate::queue::config::{RetryConfig, SendingQueueConfig};
+use crate::settings::delivery::{RetryConfig, SendingQueueConfig};
 use crate::settings::validate::{join, Validate};
 use crate::settings::ConfigError;
 

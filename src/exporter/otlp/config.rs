@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use crate::exporter::{BuildError, DynExporter, ExporterConfig};
 use crate::model::Signal;
-use crate::queue::config::{RetryConfig, SendingQueueConfig};
+use crate::settings::delivery::{RetryConfig, SendingQueueConfig};
 use crate::settings::units::HumanDuration;
 use crate::settings::validate::{file_problem, join, push, Validate, GREATER_THAN_ZERO};
 use crate::settings::ConfigError;

@@ -30,8 +30,8 @@ use crate::receiver::http::HttpReceiver;
 use crate::telemetry::metrics::{QUEUE_CAPACITY, QUEUE_ITEMS};
 use crate::telemetry::{metrics_handle, AdminServer, Readiness};
 
-use super::branch::{spawn_branch, BranchSettings, BranchTasks};
-use super::{FanOut, Ingest, SignalPipeline, Submission};
+use crate::pipeline::branch::{spawn_branch, BranchSettings, BranchTasks};
+use crate::pipeline::{FanOut, Ingest, SignalPipeline, Submission};
 
 /// Submissions waiting for a signal task; beyond this, receivers answer retryable.
 const SIGNAL_CHANNEL: usize = 64;

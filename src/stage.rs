@@ -20,8 +20,6 @@ use std::future::Future;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
 
-use crate::model::Envelope;
-
 /// Why a stage could not process a batch.
 #[derive(Debug, thiserror::Error)]
 pub enum StageError {
@@ -67,9 +65,6 @@ pub trait Transform: Send + 'static {
     /// The input has ended: push everything still held.
     fn flush(&mut self, _out: &mut Vec<Self::Out>) {}
 }
-
-/// The inline stages of a signal: batches (with their context) in, batches out.
-pub type BatchStage = Box<dyn Transform<In = Envelope, Out = Envelope>>;
 
 /// Runs a stage that owns time as a task: feeds it `input`, calls it back at
 /// its deadlines, hands every output to `emit` (awaited, so `emit` may apply
