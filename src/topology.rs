@@ -27,6 +27,7 @@ use crate::model::Signal;
 use crate::queue::retry::RetryPolicy;
 use crate::receiver::grpc::GrpcReceiver;
 use crate::receiver::http::HttpReceiver;
+use crate::receiver::server::Shutdown;
 use crate::telemetry::metrics::{QUEUE_CAPACITY, QUEUE_ITEMS};
 use crate::telemetry::{metrics_handle, AdminServer, Readiness};
 
@@ -35,6 +36,9 @@ use crate::pipeline::{FanOut, Ingest, SignalPipeline, Submission};
 
 /// Submissions waiting for a signal task; beyond this, receivers answer retryable.
 const SIGNAL_CHANNEL: usize = 64;
+
+/// After the drain deadline: how long export attempts in flight may still take before they are cut.
+pub const FORCED_STOP: Duration = Duration::from_secs(2);
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -181,18 +185,26 @@ impl Gateway {
         });
 
         let stop_receiving = CancellationToken::new();
+        // Connections get a third of the shutdown to finish; queued data drains in the rest.
+        let receiver_grace = config.service.shutdown_timeout.get() / 3;
         let mut receivers = JoinSet::new();
         let mut grpc_addr = None;
         let mut http_addr = None;
         if let Some(grpc) = &receiver_config.grpc {
             let receiver = GrpcReceiver::bind(grpc, ingest.clone(), retry_after).await?;
             grpc_addr = Some(receiver.local_addr());
-            receivers.spawn(receiver.run(stop_receiving.clone()));
+            receivers.spawn(receiver.run(Shutdown {
+                token: stop_receiving.clone(),
+                grace: receiver_grace,
+            }));
         }
         if let Some(http) = &receiver_config.http {
             let receiver = HttpReceiver::bind(http, ingest.clone(), retry_after).await?;
             http_addr = Some(receiver.local_addr());
-            receivers.spawn(receiver.run(stop_receiving.clone()));
+            receivers.spawn(receiver.run(Shutdown {
+                token: stop_receiving.clone(),
+                grace: receiver_grace,
+            }));
         }
         drop(ingest);
         readiness.set_listening();
@@ -227,26 +239,42 @@ impl Gateway {
         self.admin_addr
     }
 
-    /// Stops receiving, drains the queues within `shutdown_timeout`, stops.
-    /// Returns whether everything drained in time.
+    /// Stops receiving (connections get a third of `shutdown_timeout` to
+    /// finish, then are closed), drains the queues within the rest of
+    /// `shutdown_timeout`, stops. Always returns within `shutdown_timeout`
+    /// plus [`FORCED_STOP`]. Returns whether everything drained in time.
     pub async fn shutdown(mut self) -> bool {
+        let deadline = tokio::time::Instant::now() + self.shutdown_timeout;
         self.readiness.set_shutting_down();
         self.stop_receiving.cancel();
-        while self.receivers.join_next().await.is_some() {}
+        let received = tokio::time::timeout_at(deadline, async {
+            while self.receivers.join_next().await.is_some() {}
+        })
+        .await;
+        if received.is_err() {
+            self.receivers.abort_all();
+        }
         let drain = async {
             while self.pipelines.join_next().await.is_some() {}
             while self.batchers.join_next().await.is_some() {}
             while self.workers.join_next().await.is_some() {}
         };
-        let drained = tokio::time::timeout(self.shutdown_timeout, drain)
-            .await
-            .is_ok();
+        let drained = tokio::time::timeout_at(deadline, drain).await.is_ok();
         if !drained {
             tracing::warn!(timeout = ?self.shutdown_timeout, "Drain deadline passed; dropping what is left.");
             self.abort_export.cancel();
-            while self.pipelines.join_next().await.is_some() {}
-            while self.batchers.join_next().await.is_some() {}
-            while self.workers.join_next().await.is_some() {}
+            // Retry waits end at once; an attempt in flight gets a moment, then is cut.
+            let stopped = tokio::time::timeout(FORCED_STOP, async {
+                while self.pipelines.join_next().await.is_some() {}
+                while self.batchers.join_next().await.is_some() {}
+                while self.workers.join_next().await.is_some() {}
+            })
+            .await;
+            if stopped.is_err() {
+                self.pipelines.abort_all();
+                self.batchers.abort_all();
+                self.workers.abort_all();
+            }
         }
         self.stop_admin.cancel();
         while self.admin.join_next().await.is_some() {}

@@ -72,8 +72,8 @@ fn shipped_config_is_described_with_every_resolved_value() {
         config::describe(&config),
         format!(
             "service: shutdown_timeout 30s, logs \"info\" as text\n\
-             receivers: otlp/grpc 127.0.0.1:4317 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections), \
-             otlp/http 127.0.0.1:4318 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections), retry_after 1s, max_inflight_bytes 256.0 MiB\n\
+             receivers: otlp/grpc 127.0.0.1:4317 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections, header timeout 10s, body timeout 30s, idle timeout 1m, h2 ping every 30s (timeout 10s), tcp keepalive 1m), \
+             otlp/http 127.0.0.1:4318 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections, header timeout 10s, body timeout 30s, idle timeout 1m, h2 ping every 30s (timeout 10s), tcp keepalive 1m), retry_after 1s, max_inflight_bytes 256.0 MiB\n\
              admin: 127.0.0.1:8888 (/ready fails while a queue is over 90% full)\n\
              exporter debug/console: basic, queue 200000 items, 4 consumers\n\
              pipeline traces: receivers [otlp] -> {batch} -> exporters [debug/console]\n\

@@ -5,6 +5,7 @@
 
 use super::Config;
 use crate::model::Signal;
+use crate::receiver::config::ConnectionLimits;
 use crate::telemetry::config::LogFormat;
 
 /// The resolved config, one line per component and per pipeline, ending in a newline:
@@ -32,22 +33,24 @@ pub fn describe(config: &Config) -> String {
     let mut receivers = Vec::new();
     if let Some(grpc) = &otlp.grpc {
         receivers.push(format!(
-            "otlp/grpc {} (max {}, {} decompressed, {} streams per connection, {} connections)",
+            "otlp/grpc {} (max {}, {} decompressed, {} streams per connection, {} connections, {})",
             grpc.endpoint,
             grpc.max_request_bytes,
             grpc.max_decompressed_bytes,
             grpc.max_concurrent_streams,
-            grpc.max_connections
+            grpc.max_connections,
+            timeouts(&grpc.connection_limits())
         ));
     }
     if let Some(http) = &otlp.http {
         receivers.push(format!(
-            "otlp/http {} (max {}, {} decompressed, {} streams per connection, {} connections)",
+            "otlp/http {} (max {}, {} decompressed, {} streams per connection, {} connections, {})",
             http.endpoint,
             http.max_request_bytes,
             http.max_decompressed_bytes,
             http.max_concurrent_streams,
-            http.max_connections
+            http.max_connections,
+            timeouts(&http.connection_limits())
         ));
     }
     if receivers.is_empty() {
@@ -96,6 +99,29 @@ pub fn describe(config: &Config) -> String {
     out
 }
 
+/// The connection timeouts in words.
+fn timeouts(limits: &ConnectionLimits) -> String {
+    let d = |d: std::time::Duration| humantime::format_duration(d).to_string();
+    let ping = match limits.keepalive_time {
+        Some(every) => format!(
+            "h2 ping every {} (timeout {})",
+            d(every),
+            d(limits.keepalive_timeout)
+        ),
+        None => "no h2 ping".to_owned(),
+    };
+    let tcp = match limits.tcp_keepalive {
+        Some(after) => format!("tcp keepalive {}", d(after)),
+        None => "no tcp keepalive".to_owned(),
+    };
+    format!(
+        "header timeout {}, body timeout {}, idle timeout {}, {ping}, {tcp}",
+        d(limits.read_header_timeout),
+        d(limits.read_timeout),
+        d(limits.idle_timeout)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -111,8 +137,8 @@ mod tests {
         assert_eq!(
             describe(&config),
             "service: shutdown_timeout 30s, logs \"info\" as text\n\
-             receivers: otlp/grpc 127.0.0.1:4317 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections), \
-             otlp/http 127.0.0.1:4318 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections), retry_after 1s, max_inflight_bytes 256.0 MiB\n\
+             receivers: otlp/grpc 127.0.0.1:4317 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections, header timeout 10s, body timeout 30s, idle timeout 1m, h2 ping every 30s (timeout 10s), tcp keepalive 1m), \
+             otlp/http 127.0.0.1:4318 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections, header timeout 10s, body timeout 30s, idle timeout 1m, h2 ping every 30s (timeout 10s), tcp keepalive 1m), retry_after 1s, max_inflight_bytes 256.0 MiB\n\
              admin: 127.0.0.1:8888 (/ready fails while a queue is over 90% full)\n\
              exporter debug/console: basic, queue 200000 items, 4 consumers\n\
              exporter otlp/jaeger: grpc https://j:4317, gzip, timeout 5s, headers [x-api-key], tls (web roots), \

@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use super::{Config, EXPORTER_KINDS};
 use crate::batch::config::BatchConfig;
 use crate::model::Signal;
-use crate::receiver::config::{GrpcConfig, HttpConfig, OtlpReceiverConfig};
+use crate::receiver::config::{ConnectionLimits, GrpcConfig, HttpConfig, OtlpReceiverConfig};
 use crate::settings::error::ConfigError;
 pub use crate::settings::validate::Validate;
 use crate::settings::validate::{join, push, GREATER_THAN_ZERO};
@@ -149,7 +149,7 @@ impl Validate for GrpcConfig {
         listener(
             &self.endpoint,
             (self.max_request_bytes, self.max_decompressed_bytes),
-            (self.max_concurrent_streams, self.max_connections),
+            &self.connection_limits(),
             path,
             errors,
         );
@@ -161,7 +161,7 @@ impl Validate for HttpConfig {
         listener(
             &self.endpoint,
             (self.max_request_bytes, self.max_decompressed_bytes),
-            (self.max_concurrent_streams, self.max_connections),
+            &self.connection_limits(),
             path,
             errors,
         );
@@ -172,17 +172,27 @@ impl Validate for HttpConfig {
 fn listener(
     endpoint: &str,
     (max_request, max_decompressed): (super::ByteSize, super::ByteSize),
-    (max_streams, max_connections): (u32, usize),
+    limits: &ConnectionLimits,
     path: &str,
     errors: &mut Vec<ConfigError>,
 ) {
     listen_address(endpoint, &join(path, "endpoint"), errors);
     request_sizes(max_request.get(), max_decompressed.get(), path, errors);
-    if max_streams == 0 {
+    if limits.max_concurrent_streams == 0 {
         push(errors, path, "max_concurrent_streams", GREATER_THAN_ZERO);
     }
-    if max_connections == 0 {
+    if limits.max_connections == 0 {
         push(errors, path, "max_connections", GREATER_THAN_ZERO);
+    }
+    for (key, value) in [
+        ("read_header_timeout", limits.read_header_timeout),
+        ("read_timeout", limits.read_timeout),
+        ("idle_timeout", limits.idle_timeout),
+        ("keepalive_timeout", limits.keepalive_timeout),
+    ] {
+        if value.is_zero() {
+            push(errors, path, key, GREATER_THAN_ZERO);
+        }
     }
 }
 

@@ -65,9 +65,30 @@ pub struct GrpcConfig {
     pub max_decompressed_bytes: ByteSize,
     /// Concurrent HTTP/2 streams per connection. Default `100`. Must be greater than 0.
     pub max_concurrent_streams: u32,
-    /// Open connections at once; further connections wait to be accepted. Default `1000`.
-    /// Must be greater than 0.
+    /// Open connections at once. At the limit a new connection is still served: the
+    /// connection idle the longest is closed to make room (counted,
+    /// `reason="evicted"`); only when every connection has a request in flight is the new one
+    /// refused. Default `1000`. Must be greater than 0.
     pub max_connections: usize,
+    /// A new connection must send its first request head within this (first byte, protocol
+    /// detection, the HTTP/2 handshake and the headers), and a kept-alive connection its next
+    /// one within this of the previous answer, or it is closed. Default `"10s"`.
+    pub read_header_timeout: HumanDuration,
+    /// The whole request body must arrive within this of its head; a trickling client is
+    /// answered `DEADLINE_EXCEEDED` and its budget released. Default `"30s"`.
+    pub read_timeout: HumanDuration,
+    /// A connection with no request in flight for this long is closed (keep-alive idle).
+    /// Default `"60s"`.
+    pub idle_timeout: HumanDuration,
+    /// HTTP/2 keep-alive: a PING is sent after this long without frames from the client.
+    /// `"0s"` turns pings off. Default `"30s"`.
+    pub keepalive_time: HumanDuration,
+    /// HTTP/2 keep-alive: a connection whose PING is not answered within this is closed.
+    /// Default `"10s"`.
+    pub keepalive_timeout: HumanDuration,
+    /// TCP keepalive probes after this long idle, so the kernel drops dead peers. `"0s"` turns
+    /// them off. Default `"60s"`.
+    pub tcp_keepalive: HumanDuration,
 }
 
 impl Default for GrpcConfig {
@@ -78,6 +99,12 @@ impl Default for GrpcConfig {
             max_decompressed_bytes: ByteSize::mib(64),
             max_concurrent_streams: 100,
             max_connections: 1000,
+            read_header_timeout: HumanDuration::from_secs(10),
+            read_timeout: HumanDuration::from_secs(30),
+            idle_timeout: HumanDuration::from_secs(60),
+            keepalive_time: HumanDuration::from_secs(30),
+            keepalive_timeout: HumanDuration::from_secs(10),
+            tcp_keepalive: HumanDuration::from_secs(60),
         }
     }
 }
@@ -98,9 +125,30 @@ pub struct HttpConfig {
     /// Concurrent HTTP/2 streams per connection (clients speaking h2c). Default `100`.
     /// Must be greater than 0.
     pub max_concurrent_streams: u32,
-    /// Open connections at once; further connections wait to be accepted. Default `1000`.
-    /// Must be greater than 0.
+    /// Open connections at once. At the limit a new connection is still served: the
+    /// connection idle the longest is closed to make room (counted,
+    /// `reason="evicted"`); only when every connection has a request in flight is the new one
+    /// refused. Default `1000`. Must be greater than 0.
     pub max_connections: usize,
+    /// A new connection must send its first request head within this (first byte, protocol
+    /// detection, the HTTP/2 handshake and the headers), and a kept-alive connection its next
+    /// one within this of the previous answer, or it is closed. Default `"10s"`.
+    pub read_header_timeout: HumanDuration,
+    /// The whole request body must arrive within this of its head; a trickling client is
+    /// answered 408 and its budget released. Default `"30s"`.
+    pub read_timeout: HumanDuration,
+    /// A connection with no request in flight for this long is closed (keep-alive idle).
+    /// Default `"60s"`.
+    pub idle_timeout: HumanDuration,
+    /// HTTP/2 keep-alive: a PING is sent after this long without frames from the client (h2c clients).
+    /// `"0s"` turns pings off. Default `"30s"`.
+    pub keepalive_time: HumanDuration,
+    /// HTTP/2 keep-alive: a connection whose PING is not answered within this is closed.
+    /// Default `"10s"`.
+    pub keepalive_timeout: HumanDuration,
+    /// TCP keepalive probes after this long idle, so the kernel drops dead peers. `"0s"` turns
+    /// them off. Default `"60s"`.
+    pub tcp_keepalive: HumanDuration,
 }
 
 impl Default for HttpConfig {
@@ -111,6 +159,50 @@ impl Default for HttpConfig {
             max_decompressed_bytes: ByteSize::mib(64),
             max_concurrent_streams: 100,
             max_connections: 1000,
+            read_header_timeout: HumanDuration::from_secs(10),
+            read_timeout: HumanDuration::from_secs(30),
+            idle_timeout: HumanDuration::from_secs(60),
+            keepalive_time: HumanDuration::from_secs(30),
+            keepalive_timeout: HumanDuration::from_secs(10),
+            tcp_keepalive: HumanDuration::from_secs(60),
         }
     }
 }
+
+/// The connection settings both protocols share, as the accept loop uses them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    pub max_connections: usize,
+    pub max_concurrent_streams: u32,
+    pub read_header_timeout: std::time::Duration,
+    pub read_timeout: std::time::Duration,
+    pub idle_timeout: std::time::Duration,
+    /// `None`: no HTTP/2 pings.
+    pub keepalive_time: Option<std::time::Duration>,
+    pub keepalive_timeout: std::time::Duration,
+    /// `None`: no TCP keepalive.
+    pub tcp_keepalive: Option<std::time::Duration>,
+}
+
+macro_rules! connection_limits {
+    ($config:ty) => {
+        impl $config {
+            /// Its connection settings.
+            pub fn connection_limits(&self) -> ConnectionLimits {
+                let nonzero = |d: HumanDuration| (!d.get().is_zero()).then_some(d.get());
+                ConnectionLimits {
+                    max_connections: self.max_connections,
+                    max_concurrent_streams: self.max_concurrent_streams,
+                    read_header_timeout: self.read_header_timeout.get(),
+                    read_timeout: self.read_timeout.get(),
+                    idle_timeout: self.idle_timeout.get(),
+                    keepalive_time: nonzero(self.keepalive_time),
+                    keepalive_timeout: self.keepalive_timeout.get(),
+                    tcp_keepalive: nonzero(self.tcp_keepalive),
+                }
+            }
+        }
+    };
+}
+connection_limits!(GrpcConfig);
+connection_limits!(HttpConfig);

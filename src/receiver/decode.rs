@@ -78,6 +78,7 @@ pub async fn read_body<B>(
     limit: usize,
     reported: usize,
     inflight: &ItemBudget,
+    deadline: ReadDeadline,
 ) -> Result<(Bytes, Reservation), RequestError>
 where
     B: Body<Data = Bytes>,
@@ -86,7 +87,16 @@ where
     let mut body = std::pin::pin!(Limited::new(body, limit));
     let mut held = Reservation::detached(0);
     let mut chunks: Vec<Bytes> = Vec::new();
-    while let Some(frame) = body.frame().await {
+    loop {
+        let Ok(frame) = tokio::time::timeout_at(deadline.at, body.frame()).await else {
+            return Err(RequestError::Timeout {
+                what: "request body",
+                after: deadline.after,
+            });
+        };
+        let Some(frame) = frame else {
+            break;
+        };
         let frame = match frame {
             Ok(frame) => frame,
             Err(error) if error.is::<LengthLimitError>() => {
@@ -112,6 +122,23 @@ where
         }
     };
     Ok((bytes, held))
+}
+
+/// When a request body must be complete: `after` its head (`read_timeout`).
+#[derive(Debug, Clone, Copy)]
+pub struct ReadDeadline {
+    pub at: tokio::time::Instant,
+    pub after: std::time::Duration,
+}
+
+impl ReadDeadline {
+    /// `after` from now.
+    pub fn after(after: std::time::Duration) -> Self {
+        ReadDeadline {
+            at: tokio::time::Instant::now() + after,
+            after,
+        }
+    }
 }
 
 /// Reserves `bytes` of the receivers' in-flight budget.

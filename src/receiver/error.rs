@@ -69,6 +69,20 @@ pub enum RequestError {
     /// The body could not be read (client reset the stream, connection lost).
     #[error("cannot read request body: {0}")]
     Body(String),
+    /// The body did not arrive within `read_timeout`, or the answer could not
+    /// be given within the client's own `grpc-timeout`.
+    #[error("{what} not complete within {after:?}")]
+    Timeout {
+        what: &'static str,
+        after: std::time::Duration,
+    },
+    /// The gateway has no pipeline for this signal: refused for good, so the
+    /// client's SDK reports it instead of believing the data was delivered.
+    #[error("no pipeline for {signal} is configured on this gateway")]
+    NoPipeline { signal: Signal },
+    /// A gRPC request in a codec other than protobuf (`application/grpc+json`).
+    #[error("unsupported gRPC content-type \"{content_type}\", supported: application/grpc, application/grpc+proto")]
+    UnsupportedCodec { content_type: String },
 }
 
 impl RequestError {
@@ -80,6 +94,9 @@ impl RequestError {
             }
             RequestError::UnsupportedEncoding { .. } => reason::UNSUPPORTED,
             RequestError::MemoryLimit { .. } => reason::MEMORY_LIMIT,
+            RequestError::Timeout { .. } => reason::TIMEOUT,
+            RequestError::NoPipeline { .. } => reason::NO_PIPELINE,
+            RequestError::UnsupportedCodec { .. } => reason::UNSUPPORTED,
             RequestError::Decompress { .. }
             | RequestError::Decode(_)
             | RequestError::Json { .. }
@@ -98,6 +115,10 @@ impl RequestError {
             RequestError::UnsupportedEncoding { .. } => Code::Unimplemented,
             RequestError::CompressedWithoutEncoding => Code::Internal,
             RequestError::MemoryLimit { .. } => Code::Unavailable,
+            RequestError::Timeout { .. } => Code::DeadlineExceeded,
+            RequestError::NoPipeline { .. } | RequestError::UnsupportedCodec { .. } => {
+                Code::Unimplemented
+            }
             RequestError::Decompress { .. }
             | RequestError::Decode(_)
             | RequestError::Json { .. }
@@ -114,6 +135,9 @@ impl RequestError {
             }
             RequestError::UnsupportedEncoding { .. } => http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RequestError::MemoryLimit { .. } => http::StatusCode::SERVICE_UNAVAILABLE,
+            RequestError::Timeout { .. } => http::StatusCode::REQUEST_TIMEOUT,
+            RequestError::NoPipeline { .. } => http::StatusCode::NOT_FOUND,
+            RequestError::UnsupportedCodec { .. } => http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
             RequestError::Decompress { .. }
             | RequestError::Decode(_)
             | RequestError::Json { .. }

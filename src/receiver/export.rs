@@ -76,6 +76,11 @@ impl Intake {
         self.ingest.inflight()
     }
 
+    /// Whether `signal` has a pipeline; requests for one without are refused for good.
+    pub fn has_pipeline(&self, signal: Signal) -> bool {
+        self.ingest.has_pipeline(signal)
+    }
+
     /// The delay to ask of a client whose request failed with `error`, when
     /// that failure is worth retrying (the in-flight budget was spent).
     pub fn retry_hint(&self, error: &RequestError) -> Option<Duration> {
@@ -110,9 +115,8 @@ impl Intake {
             return Ok(verdict);
         }
         if !self.ingest.has_pipeline(signal) {
-            // Acknowledged and dropped, as the Collector does for a signal with no pipeline.
             self.refused_items(signal, reason::NO_PIPELINE, items);
-            return Ok(verdict);
+            return Err(RequestError::NoPipeline { signal });
         }
         match self.ingest.submit(batch).await {
             Ok(accepted) => {

@@ -27,12 +27,11 @@ use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, Status
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 use super::body::{plain, ReplyBody};
 use super::config::GrpcConfig;
-use super::decode::{decompress, read_body, reserve, Compression};
+use super::decode::{decompress, read_body, reserve, Compression, ReadDeadline};
 use super::error::{ReceiveError, RequestError};
 use super::export::{ExportResponse, Intake, RequestMetrics, Verdict, GRPC};
 use super::server;
@@ -45,6 +44,7 @@ const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 const GRPC_STATUS_DETAILS: HeaderName = HeaderName::from_static("grpc-status-details-bin");
 const GRPC_ENCODING: &str = "grpc-encoding";
+const GRPC_TIMEOUT: &str = "grpc-timeout";
 const GRPC_ACCEPT_ENCODING: HeaderName = HeaderName::from_static("grpc-accept-encoding");
 const APPLICATION_GRPC: HeaderValue = HeaderValue::from_static("application/grpc");
 /// Compressed flag and length in front of every gRPC message.
@@ -71,19 +71,15 @@ impl GrpcReceiver {
         ingest: Ingest,
         retry_after: Duration,
     ) -> Result<Self, ReceiveError> {
-        let listener = server::Listener::bind(
-            GRPC,
-            &config.endpoint,
-            config.max_connections,
-            config.max_concurrent_streams,
-        )
-        .await?;
+        let listener =
+            server::Listener::bind(GRPC, &config.endpoint, config.connection_limits()).await?;
         Ok(GrpcReceiver {
             listener,
             service: Arc::new(GrpcService {
                 intake: Intake::new(ingest, retry_after, GRPC),
                 max_request_bytes: config.max_request_bytes.as_usize(),
                 max_decompressed_bytes: config.max_decompressed_bytes.as_usize(),
+                read_timeout: config.read_timeout.get(),
             }),
         })
     }
@@ -93,26 +89,36 @@ impl GrpcReceiver {
         self.listener.local_addr
     }
 
-    /// Serves until `shutdown` is cancelled, then stops accepting, lets the
-    /// requests in flight finish, and returns.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Serves until `shutdown` is cancelled, then stops accepting, tells
+    /// every connection to finish, closes what is still open after the
+    /// shutdown's grace, and returns.
+    pub async fn run(self, shutdown: impl Into<server::Shutdown>) {
+        let shutdown = shutdown.into();
+        let limits = self.listener.limits;
         let mut builder = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
         builder
             .timer(TokioTimer::new())
-            .max_concurrent_streams(self.listener.max_concurrent_streams);
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .keep_alive_interval(limits.keepalive_time)
+            .keep_alive_timeout(limits.keepalive_timeout);
         let service = self.service;
         server::serve(
             self.listener.listener,
-            self.listener.max_connections,
+            limits,
             GRPC,
             shutdown,
-            move |io| {
+            move |io, state| {
                 let service = service.clone();
                 builder.serve_connection(
                     io,
                     service_fn(move |request| {
+                        let in_flight = state.request_started();
                         let service = service.clone();
-                        async move { Ok::<_, Infallible>(service.handle(request).await) }
+                        async move {
+                            let response = service.handle(request).await;
+                            drop(in_flight);
+                            Ok::<_, Infallible>(response)
+                        }
                     }),
                 )
             },
@@ -126,6 +132,7 @@ struct GrpcService {
     intake: Intake,
     max_request_bytes: usize,
     max_decompressed_bytes: usize,
+    read_timeout: Duration,
 }
 
 impl GrpcService {
@@ -144,10 +151,14 @@ impl GrpcService {
                 .insert(ALLOW, HeaderValue::from_static("POST"));
             return response;
         }
-        let is_grpc = request
+        let content_type = request
             .headers()
             .get(CONTENT_TYPE)
-            .is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+            .map(HeaderValue::as_bytes)
+            .unwrap_or_default();
+        // gRPC-Web is another protocol (HTTP/1 framing, trailers in the body): not gRPC here.
+        let is_grpc = content_type.starts_with(b"application/grpc")
+            && !content_type.starts_with(b"application/grpc-web");
         if !is_grpc {
             // The gRPC spec answers a non-gRPC content type at the HTTP level.
             if let Some(signal) = signal {
@@ -163,7 +174,20 @@ impl GrpcService {
             return trailers_only(Code::Unimplemented, &message, None);
         };
         let metrics = RequestMetrics::start(signal, GRPC);
-        let result = self.export(signal, request, &metrics).await;
+        let result = match codec_problem(content_type) {
+            Some(error) => Err(error),
+            None if !self.intake.has_pipeline(signal) => Err(RequestError::NoPipeline { signal }),
+            None => match client_timeout(request.headers()) {
+                // The client gives up after its `grpc-timeout`: answer by then.
+                Some(after) => tokio::time::timeout(after, self.export(signal, request, &metrics))
+                    .await
+                    .unwrap_or(Err(RequestError::Timeout {
+                        what: "the request (grpc-timeout)",
+                        after,
+                    })),
+                None => self.export(signal, request, &metrics).await,
+            },
+        };
         metrics.finish(&result);
         match result {
             Ok(Verdict::Accepted { rejected, message }) => {
@@ -194,6 +218,7 @@ impl GrpcService {
             limit,
             self.max_request_bytes,
             self.intake.inflight(),
+            ReadDeadline::after(self.read_timeout),
         )
         .await?;
         metrics.body_read(body.len());
@@ -216,6 +241,40 @@ impl GrpcService {
         drop(held);
         verdict
     }
+}
+
+/// A gRPC content type with a codec other than protobuf (`application/grpc+json`).
+fn codec_problem(content_type: &[u8]) -> Option<RequestError> {
+    let subtype = content_type
+        .strip_prefix(b"application/grpc")?
+        .split(|&b| b == b';')
+        .next()
+        .unwrap_or_default();
+    match subtype {
+        b"" | b"+proto" => None,
+        _ => Some(RequestError::UnsupportedCodec {
+            content_type: String::from_utf8_lossy(content_type).into_owned(),
+        }),
+    }
+}
+
+/// The client's `grpc-timeout` (at most 8 digits and a unit: H, M, S, m, u, n).
+fn client_timeout(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(GRPC_TIMEOUT)?.to_str().ok()?;
+    if text.len() < 2 || text.len() > 9 {
+        return None;
+    }
+    let (digits, unit) = text.split_at(text.len() - 1);
+    let value: u64 = digits.parse().ok()?;
+    Some(match unit {
+        "H" => Duration::from_secs(value.saturating_mul(3600)),
+        "M" => Duration::from_secs(value.saturating_mul(60)),
+        "S" => Duration::from_secs(value),
+        "m" => Duration::from_millis(value),
+        "u" => Duration::from_micros(value),
+        "n" => Duration::from_nanos(value),
+        _ => return None,
+    })
 }
 
 /// Splits the body of a unary call into its one message, without copying.
@@ -302,6 +361,31 @@ mod tests {
         out.extend_from_slice(&len.to_be_bytes());
         out.extend_from_slice(payload);
         Bytes::from(out)
+    }
+
+    #[test]
+    fn grpc_timeout_is_parsed_by_its_unit() {
+        let timeout = |v: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(GRPC_TIMEOUT, HeaderValue::from_static(v));
+            client_timeout(&headers)
+        };
+        assert_eq!(timeout("2S"), Some(Duration::from_secs(2)));
+        assert_eq!(timeout("1500m"), Some(Duration::from_millis(1500)));
+        assert_eq!(timeout("1M"), Some(Duration::from_secs(60)));
+        assert_eq!(timeout("7u"), Some(Duration::from_micros(7)));
+        for bad in ["S", "123456789S", "5x", "-1S", "1.5S"] {
+            assert_eq!(timeout(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_the_protobuf_codec_is_accepted() {
+        assert!(codec_problem(b"application/grpc").is_none());
+        assert!(codec_problem(b"application/grpc+proto").is_none());
+        assert!(codec_problem(b"application/grpc;charset=utf-8").is_none());
+        let error = codec_problem(b"application/grpc+json").expect("refused");
+        assert_eq!(error.grpc_code(), Code::Unimplemented);
     }
 
     #[test]

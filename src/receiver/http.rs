@@ -21,12 +21,11 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
 use super::body::{plain, ReplyBody};
 use super::config::HttpConfig;
-use super::decode::{decompress, read_body, reserve, Compression};
+use super::decode::{decompress, read_body, reserve, Compression, ReadDeadline};
 use super::error::{ReceiveError, RequestError};
 use super::export::{ExportResponse, Intake, RequestMetrics, Verdict, HTTP};
 use super::json;
@@ -35,9 +34,6 @@ use super::status;
 use crate::model::Signal;
 use crate::pipeline::Ingest;
 use crate::telemetry::metrics::reason;
-
-/// How long a client may take to send the request head (slow-loris guard).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The OTLP/HTTP receiver, bound and ready to [`run`](HttpReceiver::run).
 #[derive(Debug)]
@@ -60,19 +56,15 @@ impl HttpReceiver {
         ingest: Ingest,
         retry_after: Duration,
     ) -> Result<Self, ReceiveError> {
-        let listener = server::Listener::bind(
-            HTTP,
-            &config.endpoint,
-            config.max_connections,
-            config.max_concurrent_streams,
-        )
-        .await?;
+        let listener =
+            server::Listener::bind(HTTP, &config.endpoint, config.connection_limits()).await?;
         Ok(HttpReceiver {
             listener,
             service: Arc::new(HttpService {
                 intake: Intake::new(ingest, retry_after, HTTP),
                 max_request_bytes: config.max_request_bytes.as_usize(),
                 max_decompressed_bytes: config.max_decompressed_bytes.as_usize(),
+                read_timeout: config.read_timeout.get(),
             }),
         })
     }
@@ -82,32 +74,42 @@ impl HttpReceiver {
         self.listener.local_addr
     }
 
-    /// Serves until `shutdown` is cancelled, then stops accepting, lets the
-    /// requests in flight finish, and returns.
-    pub async fn run(self, shutdown: CancellationToken) {
+    /// Serves until `shutdown` is cancelled, then stops accepting, tells
+    /// every connection to finish, closes what is still open after the
+    /// shutdown's grace, and returns.
+    pub async fn run(self, shutdown: impl Into<server::Shutdown>) {
+        let shutdown = shutdown.into();
+        let limits = self.listener.limits;
         let mut builder = auto::Builder::new(TokioExecutor::new());
         builder
             .http1()
             .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_READ_TIMEOUT);
+            .header_read_timeout(limits.read_header_timeout);
         builder
             .http2()
             .timer(TokioTimer::new())
-            .max_concurrent_streams(self.listener.max_concurrent_streams);
+            .max_concurrent_streams(limits.max_concurrent_streams)
+            .keep_alive_interval(limits.keepalive_time)
+            .keep_alive_timeout(limits.keepalive_timeout);
         let service = self.service;
         server::serve(
             self.listener.listener,
-            self.listener.max_connections,
+            limits,
             HTTP,
             shutdown,
-            move |io| {
+            move |io, state| {
                 let service = service.clone();
                 builder
                     .serve_connection(
                         io,
                         service_fn(move |request| {
+                            let in_flight = state.request_started();
                             let service = service.clone();
-                            async move { Ok::<_, Infallible>(service.handle(request).await) }
+                            async move {
+                                let response = service.handle(request).await;
+                                drop(in_flight);
+                                Ok::<_, Infallible>(response)
+                            }
                         }),
                     )
                     .into_owned()
@@ -160,6 +162,7 @@ struct HttpService {
     intake: Intake,
     max_request_bytes: usize,
     max_decompressed_bytes: usize,
+    read_timeout: Duration,
 }
 
 impl HttpService {
@@ -186,7 +189,11 @@ impl HttpService {
             );
         };
         let metrics = RequestMetrics::start(signal, HTTP);
-        let result = self.export(signal, format, request, &metrics).await;
+        let result = if self.intake.has_pipeline(signal) {
+            self.export(signal, format, request, &metrics).await
+        } else {
+            Err(RequestError::NoPipeline { signal })
+        };
         metrics.finish(&result);
         match result {
             Ok(Verdict::Accepted { rejected, message }) => {
@@ -255,6 +262,7 @@ impl HttpService {
             self.max_request_bytes,
             self.max_request_bytes,
             self.intake.inflight(),
+            ReadDeadline::after(self.read_timeout),
         )
         .await?;
         metrics.body_read(body.len());

@@ -7,9 +7,10 @@
 //! A request is refused as too large (HTTP 413, gRPC `RESOURCE_EXHAUSTED`)
 //! past `max_request_bytes` as received or `max_decompressed_bytes` after
 //! decompression; both are enforced while reading, so neither a large upload
-//! nor a compression bomb takes more memory than the limit. At most
-//! `max_connections` connections are served at once (further clients wait to
-//! be accepted), each with at most `max_concurrent_streams` HTTP/2 streams.
+//! nor a compression bomb takes more memory than the limit. Connections are
+//! bounded in number (`max_connections`, the longest-idle one closed to make
+//! room) and in time (`read_header_timeout`, `read_timeout`, `idle_timeout`,
+//! HTTP/2 and TCP keepalive); see [`server`].
 //!
 //! # Backpressure
 //! When the pipeline refuses a batch ([`Refused`](crate::pipeline::Refused)),
@@ -18,7 +19,11 @@
 //!
 //! # Shutdown
 //! `run` returns after its shutdown token is cancelled: the listener closes
-//! at once, requests in flight get their answer, then connections close.
+//! at once, requests in flight get their answer, connections close, and
+//! whatever is still open when the shutdown's grace runs out is closed.
+//!
+//! A signal without a pipeline is refused for good (HTTP 404, gRPC
+//! `UNIMPLEMENTED`), as the Collector does, never acknowledged and dropped.
 //!
 //! # Errors
 //! Every bad request gets the answer the OTLP spec gives, with a message
@@ -33,7 +38,7 @@ mod export;
 pub mod grpc;
 pub mod http;
 pub mod json;
-mod server;
+pub mod server;
 mod status;
 
 pub use error::{ReceiveError, RequestError};

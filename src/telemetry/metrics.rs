@@ -21,6 +21,11 @@ pub const RECEIVER_REQUESTS_REFUSED: &str = "otlp_gateway_receiver_requests_refu
 pub const RECEIVER_REQUEST_DURATION: &str = "otlp_gateway_receiver_request_duration_seconds";
 /// Received body size before decompression, by `signal`, `transport`.
 pub const RECEIVER_REQUEST_BYTES: &str = "otlp_gateway_receiver_request_bytes";
+/// Open client connections, by `transport`.
+pub const RECEIVER_CONNECTIONS: &str = "otlp_gateway_receiver_connections";
+/// Client connections closed, by `transport` and `reason` (`client`, `error`,
+/// `header_timeout`, `idle_timeout`, `evicted`, `limit`, `shutdown`, `shutdown_forced`).
+pub const RECEIVER_CONNECTIONS_CLOSED: &str = "otlp_gateway_receiver_connections_closed_total";
 
 // --- pipeline stages ---
 pub const STAGE_ITEMS_IN: &str = "otlp_gateway_stage_items_in_total";
@@ -70,6 +75,7 @@ pub mod reason {
     pub const PARTIAL_SUCCESS: &str = "partial_success";
     pub const QUEUE_FULL: &str = "queue_full";
     pub const SHUTDOWN: &str = "shutdown";
+    pub const TIMEOUT: &str = "timeout";
 }
 
 /// Registers descriptions and units with the installed recorder.
@@ -95,6 +101,11 @@ pub fn describe() {
     describe_counter!(STAGE_ITEMS_IN, "Items entering a pipeline stage.");
     describe_counter!(STAGE_ITEMS_OUT, "Items leaving a pipeline stage.");
     describe_counter!(STAGE_ERRORS, "Batches a stage failed on.");
+    describe_gauge!(RECEIVER_CONNECTIONS, "Open client connections.");
+    describe_counter!(
+        RECEIVER_CONNECTIONS_CLOSED,
+        "Client connections closed, by reason."
+    );
     describe_counter!(
         STAGE_ITEMS_DROPPED,
         "Items a full stage or connector did not get, or gave up at shutdown."
