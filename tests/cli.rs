@@ -1,20 +1,113 @@
 //! The binary: `check-config` output and exit codes, refusing to start on a
 //! bad config, and a graceful exit 0 on SIGTERM.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// How long any one step of a test may take before the child is killed and
+/// the test fails.
+const LIMIT: Duration = Duration::from_secs(10);
 
 fn gateway() -> Command {
     Command::new(env!("CARGO_BIN_EXE_otlp-gateway"))
 }
 
+/// Reads all of `pipe` on its own thread, so a child that never exits
+/// cannot block the test on the read.
+fn read_all(mut pipe: impl Read + Send + 'static) -> JoinHandle<Vec<u8>> {
+    std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = pipe.read_to_end(&mut out);
+        out
+    })
+}
+
+/// Sends the lines of `pipe` as they come, from a thread of their own.
+fn lines_of(pipe: impl Read + Send + 'static) -> mpsc::Receiver<String> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Waits for `child` to exit; after `limit` kills it and returns `None`.
+fn wait_or_kill(child: &mut Child, limit: Duration) -> Option<ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `child` catches SIGTERM (its `SigCgt` mask in
+/// `/proc/<pid>/status` has the bit), for at most `limit`.
+fn sigterm_is_caught(child: &Child, limit: Duration) -> bool {
+    const SIGTERM: u32 = 15;
+    let path = format!("/proc/{}/status", child.id());
+    let deadline = Instant::now() + limit;
+    while Instant::now() < deadline {
+        let caught = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|status| {
+                let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+                u64::from_str_radix(mask.trim(), 16).ok()
+            })
+            .is_some_and(|mask| mask & (1 << (SIGTERM - 1)) != 0);
+        if caught {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
+}
+
+/// Like [`Command::output`], but the test fails (and the child is killed)
+/// when it runs longer than [`LIMIT`].
+fn output(command: &mut Command) -> Output {
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("runs");
+    let stdout = read_all(child.stdout.take().expect("stdout"));
+    let stderr = read_all(child.stderr.take().expect("stderr"));
+    let status = wait_or_kill(&mut child, LIMIT);
+    // The child is gone either way, so the pipes are closed and the readers end.
+    let stdout = stdout.join().expect("stdout reader");
+    let stderr = stderr.join().expect("stderr reader");
+    let Some(status) = status else {
+        panic!(
+            "{command:?} did not exit within {LIMIT:?}; killed it.\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&stdout),
+            String::from_utf8_lossy(&stderr)
+        );
+    };
+    Output {
+        status,
+        stdout,
+        stderr,
+    }
+}
+
 #[test]
 fn check_config_prints_resolved_pipelines_for_the_shipped_config() {
-    let out = gateway()
-        .args(["check-config", "--config", "config.toml"])
-        .output()
-        .expect("runs");
+    let out = output(gateway().args(["check-config", "--config", "config.toml"]));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -38,11 +131,7 @@ fn check_config_reports_every_problem_and_fails() {
         "[processors.batch]\ntimeout = \"soon\"\n[pipelines.traces]\nexporters = [\"otlp/nowhere\"]\n",
     )
     .unwrap();
-    let out = gateway()
-        .args(["check-config", "--config"])
-        .arg(&path)
-        .output()
-        .expect("runs");
+    let out = output(gateway().args(["check-config", "--config"]).arg(&path));
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
@@ -50,8 +139,9 @@ fn check_config_reports_every_problem_and_fails() {
         "{stderr}"
     );
 
-    // The same config refuses to start the gateway.
-    let out = gateway().arg("--config").arg(&path).output().expect("runs");
+    // The same config refuses to start the gateway (a gateway that started
+    // anyway would run until killed: `output` fails the test after LIMIT).
+    let out = output(gateway().arg("--config").arg(&path));
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid duration \"soon\""));
 }
@@ -81,40 +171,59 @@ exporters = ["debug/console"]
         .arg("--config")
         .arg(&path)
         .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
-    let started = lines
-        .by_ref()
-        .map_while(Result::ok)
-        .any(|l| l.contains("Gateway started."));
-    assert!(started, "gateway logs its start");
+    // stderr is read on another thread: every wait below has a deadline.
+    let lines = lines_of(child.stderr.take().expect("stderr"));
+    let mut seen = Vec::new();
+
+    let deadline = Instant::now() + LIMIT;
+    let started = loop {
+        match lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Ok(line) => {
+                let started = line.contains("Gateway started.");
+                seen.push(line);
+                if started {
+                    break true;
+                }
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break false,
+        }
+    };
+    if !started {
+        let status = wait_or_kill(&mut child, Duration::ZERO);
+        panic!(
+            "gateway did not log its start within {LIMIT:?} (exit: {status:?}); stderr: {seen:?}"
+        );
+    }
+
+    // "Gateway started." is logged before the SIGTERM handler is installed:
+    // wait for the handler, or an early SIGTERM kills the process outright.
+    if !sigterm_is_caught(&child, LIMIT) {
+        let status = wait_or_kill(&mut child, Duration::ZERO);
+        panic!("gateway installed no SIGTERM handler within {LIMIT:?} (exit: {status:?}); stderr: {seen:?}");
+    }
     let kill = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .expect("kill runs");
     assert!(kill.success());
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = wait(&mut child, Duration::from_secs(10));
+    let status = wait_or_kill(&mut child, LIMIT);
+    // The child is gone (exited or killed), so its stderr ends soon.
+    let deadline = Instant::now() + LIMIT;
+    let mut rest = Vec::new();
+    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        rest.push(line);
+    }
+    let Some(status) = status else {
+        panic!("gateway did not exit within {LIMIT:?} of SIGTERM; killed it. stderr: {rest:?}");
+    };
     assert_eq!(status.code(), Some(0), "{rest:?}");
     assert!(
         rest.iter()
             .any(|l| l.contains("Gateway stopped.") && l.contains("drained")),
         "{rest:?}"
     );
-}
-
-fn wait(child: &mut std::process::Child, limit: Duration) -> std::process::ExitStatus {
-    let deadline = std::time::Instant::now() + limit;
-    loop {
-        if let Some(status) = child.try_wait().expect("wait") {
-            return status;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("gateway did not exit within {limit:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }

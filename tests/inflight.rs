@@ -2,41 +2,84 @@
 //! request bodies count against it while they stream in, so slow or many
 //! clients cannot make the gateway hold unbounded memory.
 
-mod support;
-
 use std::time::Duration;
 
-use otlp_gateway::model::Signal;
+use otlp_gateway::config::ByteSize;
+use otlp_gateway::pipeline::{Accepted, Ingest};
+use otlp_gateway::budget::ItemBudget;
+use otlp_gateway::receiver::config::HttpConfig;
+use otlp_gateway::receiver::HttpReceiver;
 use otlp_gateway::testkit;
+use prost::Message;
+use tokio::io::AsyncWriteExt;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
-use support::fake_otlp::FakeOtlp;
-use support::gateway;
+/// How long a condition on the budget may take to come true.
+const DEADLINE: Duration = Duration::from_secs(10);
+
+/// Waits until `budget` holds `bytes`.
+///
+/// # Panics
+/// When it does not within [`DEADLINE`], naming the level it got to.
+async fn wait_for_level(budget: &ItemBudget, bytes: u64, what: &str) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while budget.used() != bytes {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: the in-flight budget holds {} bytes after {DEADLINE:?}, expected {bytes}",
+            budget.used()
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// The `google.rpc.Status` message of a protobuf error answer.
+async fn status_message(response: reqwest::Response) -> String {
+    let body = response.bytes().await.expect("body");
+    tonic_types::pb::Status::decode(body)
+        .expect("a google.rpc.Status")
+        .message
+}
 
 /// Bodies being read count against `max_inflight_bytes` while they stream
 /// in: with slow clients holding most of the budget, the next request is
 /// refused retryably, and accepted again once the slow ones are gone.
+///
+/// The receiver runs on an [`Ingest`] built here (a running `Gateway` does
+/// not expose its budget), so the test can wait on the budget's level
+/// instead of guessing how long the slow bodies take to arrive.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_uploads_hold_the_inflight_budget() {
-    use tokio::io::AsyncWriteExt;
-
-    let fake = FakeOtlp::start().await;
     // One request may hold 300 KiB + 300 KiB; the budget is exactly that.
-    let text = format!(
-        "[admin]\nendpoint = \"127.0.0.1:0\"\n\
-         [receivers.otlp]\nmax_inflight_bytes = \"600KiB\"\n\
-         [receivers.otlp.grpc]\nendpoint = \"127.0.0.1:0\"\nmax_request_bytes = \"300KiB\"\nmax_decompressed_bytes = \"300KiB\"\n\
-         [receivers.otlp.http]\nendpoint = \"127.0.0.1:0\"\nmax_request_bytes = \"300KiB\"\nmax_decompressed_bytes = \"300KiB\"\n\
-         {}\n[pipelines.traces]\nexporters = [\"otlp/down\"]\n",
-        gateway::otlp_exporter(&fake.grpc_url(), "grpc", 100_000)
-    );
-    let (config, _) = otlp_gateway::config::load_and_validate_str(&text, "test.toml")
-        .unwrap_or_else(|errors| panic!("{errors}"));
-    let gw = otlp_gateway::topology::Gateway::start(&config)
+    const BUDGET: u64 = 600 * 1024;
+    let (tx, mut submissions) = mpsc::channel(16);
+    let ingest =
+        Ingest::new(Some(tx), None, None, Duration::from_secs(1)).with_inflight_limit(BUDGET);
+    let budget = ingest.inflight().clone();
+    let (items_tx, mut items) = mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        while let Some(submission) = submissions.recv().await {
+            let _ = items_tx.send(submission.envelope.batch.items());
+            let _ = submission.reply.send(Ok(Accepted::default()));
+        }
+    });
+    let config = HttpConfig {
+        endpoint: "127.0.0.1:0".into(),
+        max_request_bytes: ByteSize(300 * 1024),
+        max_decompressed_bytes: ByteSize(300 * 1024),
+        ..HttpConfig::default()
+    };
+    let receiver = HttpReceiver::bind(&config, ingest, Duration::from_secs(1))
         .await
-        .expect("starts");
-    let addr = gw.http_addr().expect("http receiver");
-    let url = format!("{}/v1/traces", gateway::http_base(&gw));
+        .expect("binds");
+    let addr = receiver.local_addr();
+    let shutdown = CancellationToken::new();
+    let served = tokio::spawn(receiver.run(shutdown.clone()));
+
+    let url = format!("http://{addr}/v1/traces");
     let body = testkit::encoded_traces(1, 512); // ~212 KB
+    assert!(body.len() as u64 + 500_000 > BUDGET && body.len() as u64 <= BUDGET);
     let send = || {
         reqwest::Client::new()
             .post(&url)
@@ -59,26 +102,30 @@ async fn slow_uploads_hold_the_inflight_budget() {
         stream.flush().await.unwrap();
         slow.push(stream);
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    wait_for_level(&budget, 500_000, "both slow bodies read").await;
 
     let refused = send().await.expect("request");
     assert_eq!(refused.status(), 503);
     assert_eq!(refused.headers()["retry-after"], "1");
+    assert_eq!(
+        status_message(refused).await,
+        format!(
+            "receiver memory limit reached ({BUDGET} bytes of requests in flight), retry later"
+        )
+    );
+    assert_eq!(budget.used(), 500_000, "a refused request holds nothing");
+    assert!(items.try_recv().is_err(), "nothing reached the pipeline");
 
     drop(slow);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    let mut status = 0;
-    while tokio::time::Instant::now() < deadline {
-        status = send().await.expect("request").status().as_u16();
-        if status == 200 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_for_level(&budget, 0, "slow clients gone").await;
+    let accepted = send().await.expect("request");
     assert_eq!(
-        status, 200,
+        accepted.status(),
+        200,
         "the budget is free once the slow clients are gone"
     );
-    fake.wait_for_items(Signal::Traces, 512).await;
-    assert!(gw.shutdown().await);
+    assert_eq!(items.recv().await, Some(512));
+    wait_for_level(&budget, 0, "request answered").await;
+    shutdown.cancel();
+    served.await.expect("receiver stops");
 }

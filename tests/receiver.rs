@@ -49,6 +49,35 @@ fn metrics() -> &'static PrometheusHandle {
     HANDLE.get_or_init(|| PrometheusBuilder::new().install_recorder().unwrap())
 }
 
+/// Held by every test that sends logs over HTTP: the series labelled
+/// `signal="logs",transport="http"` then change only by the requests of the
+/// test holding it, so `requests_are_counted_by_outcome_and_reason` can
+/// assert exact counts although the recorder is shared by the whole binary.
+static LOGS_OVER_HTTP: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The value of `series` (a metric name with its exact labels, as rendered)
+/// in Prometheus text; 0 when the series does not exist yet.
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0)
+}
+
+/// The sum of every series of `metric` whose labels start with `labels`.
+fn sample_sum(text: &str, metric: &str, labels: &str) -> f64 {
+    let prefix = format!("{metric}{{{labels},");
+    text.lines()
+        .filter_map(|line| line.strip_prefix(&prefix))
+        .filter_map(|rest| rest.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum()
+}
+
 /// How the fake pipeline answers each submission.
 #[derive(Clone)]
 enum Pipeline {
@@ -777,6 +806,7 @@ const JSON: &str = "application/json";
 
 #[tokio::test]
 async fn http_protobuf_plain_gzip_and_zstd() {
+    let _logs_series = LOGS_OVER_HTTP.lock().await;
     let mut gw = start(Pipeline::Accept).await;
     let request = traces((1..=20).map(span).collect());
     let encoded = request.encode_to_vec();
@@ -894,6 +924,7 @@ async fn http_partial_success_for_a_span_with_zero_trace_id() {
 
 #[tokio::test]
 async fn http_empty_body_is_an_empty_success() {
+    let _logs_series = LOGS_OVER_HTTP.lock().await;
     let mut gw = start(Pipeline::Accept).await;
     let answer = gw.post("/v1/traces", PROTOBUF, None, Vec::new()).await;
     assert_eq!((answer.status, answer.body.len()), (StatusCode::OK, 0));
@@ -1236,25 +1267,89 @@ async fn binding_a_taken_port_is_an_error() {
 
 #[tokio::test]
 async fn requests_are_counted_by_outcome_and_reason() {
+    // Other tests touch the logs/http series too; they wait while this one counts.
+    let _logs_series = LOGS_OVER_HTTP.lock().await;
     let mut gw = start(Pipeline::Accept).await;
-    gw.post("/v1/logs", PROTOBUF, None, logs_request().encode_to_vec())
+    let mut request = logs_request();
+    let records = &mut request.resource_logs[0].scope_logs[0].log_records;
+    records.push(records[0].clone());
+    records.push(records[0].clone());
+    let (accepted, bomb) = (request.encode_to_vec(), gzip_bomb());
+    let bytes_sent = (accepted.len() + bomb.len() + TRUNCATED.len()) as f64;
+
+    const LABELS: &str = r#"signal="logs",transport="http""#;
+    // Each series and how much this test's requests must raise it.
+    let expected = [
+        (
+            r#"otlp_gateway_receiver_requests_total{signal="logs",transport="http",outcome="accepted"}"#,
+            1.0,
+        ),
+        (
+            r#"otlp_gateway_receiver_requests_total{signal="logs",transport="http",outcome="refused"}"#,
+            2.0,
+        ),
+        (
+            r#"otlp_gateway_receiver_requests_refused_total{signal="logs",transport="http",reason="too_large"}"#,
+            1.0,
+        ),
+        (
+            r#"otlp_gateway_receiver_requests_refused_total{signal="logs",transport="http",reason="invalid"}"#,
+            1.0,
+        ),
+        (
+            r#"otlp_gateway_receiver_items_received_total{signal="logs",transport="http"}"#,
+            3.0,
+        ),
+        (
+            r#"otlp_gateway_receiver_items_accepted_total{signal="logs",transport="http"}"#,
+            3.0,
+        ),
+        (
+            r#"otlp_gateway_receiver_request_duration_seconds_count{signal="logs",transport="http"}"#,
+            3.0,
+        ),
+        (
+            r#"otlp_gateway_receiver_request_bytes_count{signal="logs",transport="http"}"#,
+            3.0,
+        ),
+        (
+            r#"otlp_gateway_receiver_request_bytes_sum{signal="logs",transport="http"}"#,
+            bytes_sent,
+        ),
+    ];
+    // Series with more labels, summed over all their values: no other
+    // refusal reason, and no refused items.
+    let sums = [
+        ("otlp_gateway_receiver_requests_refused_total", 2.0),
+        ("otlp_gateway_receiver_items_refused_total", 0.0),
+    ];
+    let before = metrics().render();
+
+    let answer = gw.post("/v1/logs", PROTOBUF, None, accepted).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(gw.next_batch().await.items(), 3);
+    let answer = gw.post("/v1/logs", PROTOBUF, Some("gzip"), bomb).await;
+    assert_eq!(answer.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let answer = gw
+        .post("/v1/logs", PROTOBUF, None, TRUNCATED.to_vec())
         .await;
-    gw.next_batch().await;
-    gw.post("/v1/logs", PROTOBUF, Some("gzip"), gzip_bomb())
-        .await;
-    gw.post("/v1/logs", PROTOBUF, None, TRUNCATED.to_vec())
-        .await;
-    let text = metrics().render();
-    for line in [
-        r#"otlp_gateway_receiver_requests_total{signal="logs",transport="http",outcome="accepted"}"#,
-        r#"otlp_gateway_receiver_requests_total{signal="logs",transport="http",outcome="refused"}"#,
-        r#"otlp_gateway_receiver_requests_refused_total{signal="logs",transport="http",reason="too_large"}"#,
-        r#"otlp_gateway_receiver_requests_refused_total{signal="logs",transport="http",reason="invalid"}"#,
-        r#"otlp_gateway_receiver_items_received_total{signal="logs",transport="http"}"#,
-        r#"otlp_gateway_receiver_items_accepted_total{signal="logs",transport="http"}"#,
-        r#"otlp_gateway_receiver_request_duration_seconds_count{signal="logs",transport="http"}"#,
-        r#"otlp_gateway_receiver_request_bytes_count{signal="logs",transport="http"}"#,
-    ] {
-        assert!(text.contains(line), "missing {line} in\n{text}");
+    assert_eq!(answer.status, StatusCode::BAD_REQUEST);
+
+    let after = metrics().render();
+    for (series, delta) in expected {
+        assert_eq!(
+            sample(&after, series) - sample(&before, series),
+            delta,
+            "{series}: before {}, after {}\n{after}",
+            sample(&before, series),
+            sample(&after, series)
+        );
+    }
+    for (metric, delta) in sums {
+        assert_eq!(
+            sample_sum(&after, metric, LABELS) - sample_sum(&before, metric, LABELS),
+            delta,
+            "{metric}{{{LABELS},..}}\n{after}"
+        );
     }
 }

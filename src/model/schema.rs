@@ -785,14 +785,33 @@ mod tests {
         );
     }
 
+    /// The uncorrupted request each proptest case starts from, per signal.
+    fn corruption_base(signal: Signal) -> &'static [u8] {
+        static BASES: std::sync::OnceLock<[Vec<u8>; 3]> = std::sync::OnceLock::new();
+        let bases = BASES.get_or_init(|| {
+            [
+                realistic(),
+                crate::testkit::encoded_metrics(1, 40).to_vec(),
+                crate::testkit::encoded_logs(1, 24).to_vec(),
+            ]
+        });
+        match signal {
+            Signal::Traces => &bases[0],
+            Signal::Metrics => &bases[1],
+            Signal::Logs => &bases[2],
+        }
+    }
+
     proptest::proptest! {
-        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(3000))]
         #[test]
         fn optimised_walk_agrees_with_reference_on_corrupted_requests(
+            signal in proptest::sample::select(Signal::ALL.to_vec()),
             edits in proptest::collection::vec((0usize..100_000, proptest::prelude::any::<u8>()), 1..4),
             cut in proptest::option::of(0usize..100_000),
         ) {
-            let mut buf = realistic();
+            let schema = request_schema(signal);
+            let mut buf = corruption_base(signal).to_vec();
             for (at, byte) in edits {
                 let at = at % buf.len();
                 buf[at] = byte;
@@ -800,7 +819,457 @@ mod tests {
             if let Some(cut) = cut {
                 buf.truncate(cut % buf.len());
             }
-            proptest::prop_assert_eq!(walk(&TRACE_REQUEST, &buf), reference_walk(&TRACE_REQUEST, &buf));
+            proptest::prop_assert_eq!(walk(schema, &buf), reference_walk(schema, &buf), "{}", signal);
+        }
+    }
+
+    // --- the tables against the prost message definitions ---
+    //
+    // Every message is built with every field set to a non-default value
+    // (struct literals without `..Default::default()`, so a field added to
+    // `opentelemetry-proto` does not compile until it is set here), one
+    // element per repeated field and each oneof variant once (several
+    // elements where a oneof needs them). prost encodes it; an independent
+    // reader then walks the bytes along the tables, checking that every
+    // field prost writes is declared with the same number and wire type,
+    // and recording which declared fields were written. Every declared field
+    // must be written by some request, so an entry with a wrong number fails.
+
+    mod otlp {
+        pub use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+        pub use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
+        pub use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+        pub use opentelemetry_proto::tonic::common::v1::{
+            any_value, AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue,
+            KeyValueList,
+        };
+        pub use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+        pub use opentelemetry_proto::tonic::metrics::v1::{
+            exemplar, exponential_histogram_data_point, metric, number_data_point,
+            summary_data_point, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint,
+            Gauge, Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics,
+            ScopeMetrics, Sum, Summary, SummaryDataPoint,
+        };
+        pub use opentelemetry_proto::tonic::resource::v1::Resource;
+        pub use opentelemetry_proto::tonic::trace::v1::{
+            span, ResourceSpans, ScopeSpans, Span, Status,
+        };
+    }
+
+    mod full {
+        //! Fully populated prost values.
+        use super::otlp::*;
+
+        /// One `AnyValue` of each variant (nested ones hold a string).
+        pub fn any_values() -> Vec<AnyValue> {
+            use any_value::Value;
+            let string = || AnyValue {
+                value: Some(Value::StringValue("inner".into())),
+            };
+            [
+                Value::StringValue("s".into()),
+                Value::BoolValue(true),
+                Value::IntValue(-3),
+                Value::DoubleValue(1.5),
+                Value::ArrayValue(ArrayValue {
+                    values: vec![string()],
+                }),
+                Value::KvlistValue(KeyValueList {
+                    values: vec![KeyValue {
+                        key: "nested".into(),
+                        value: Some(string()),
+                        key_strindex: 2,
+                    }],
+                }),
+                // Not UTF-8: a table that took it for a string would say so.
+                Value::BytesValue(vec![0xff, 0xfe]),
+                Value::StringValueStrindex(7),
+            ]
+            .into_iter()
+            .map(|value| AnyValue { value: Some(value) })
+            .collect()
+        }
+
+        /// One attribute per `AnyValue` variant.
+        pub fn attributes() -> Vec<KeyValue> {
+            any_values()
+                .into_iter()
+                .enumerate()
+                .map(|(i, value)| KeyValue {
+                    key: format!("k{i}"),
+                    value: Some(value),
+                    key_strindex: 3,
+                })
+                .collect()
+        }
+
+        pub fn resource() -> Option<Resource> {
+            Some(Resource {
+                attributes: attributes(),
+                dropped_attributes_count: 1,
+                entity_refs: vec![EntityRef {
+                    schema_url: "https://example.com/entity".into(),
+                    r#type: "service".into(),
+                    id_keys: vec!["service.name".into()],
+                    description_keys: vec!["service.version".into()],
+                }],
+            })
+        }
+
+        pub fn scope() -> Option<InstrumentationScope> {
+            Some(InstrumentationScope {
+                name: "lib".into(),
+                version: "1.0".into(),
+                attributes: attributes(),
+                dropped_attributes_count: 2,
+            })
+        }
+
+        /// Ids are not UTF-8 either, for the same reason as the bytes value.
+        const TRACE_ID: [u8; 16] = [0xff; 16];
+        const SPAN_ID: [u8; 8] = [0xfe; 8];
+
+        pub fn traces() -> ExportTraceServiceRequest {
+            let span = Span {
+                trace_id: TRACE_ID.to_vec(),
+                span_id: SPAN_ID.to_vec(),
+                trace_state: "k=v".into(),
+                parent_span_id: vec![0xfd; 8],
+                flags: 0x301,
+                name: "op".into(),
+                kind: 2,
+                start_time_unix_nano: 1,
+                end_time_unix_nano: 2,
+                attributes: attributes(),
+                dropped_attributes_count: 3,
+                events: vec![span::Event {
+                    time_unix_nano: 3,
+                    name: "event".into(),
+                    attributes: attributes(),
+                    dropped_attributes_count: 4,
+                }],
+                dropped_events_count: 5,
+                links: vec![span::Link {
+                    trace_id: TRACE_ID.to_vec(),
+                    span_id: SPAN_ID.to_vec(),
+                    trace_state: "k=w".into(),
+                    attributes: attributes(),
+                    dropped_attributes_count: 6,
+                    flags: 0x101,
+                }],
+                dropped_links_count: 7,
+                status: Some(Status {
+                    message: "boom".into(),
+                    code: 2,
+                }),
+            };
+            ExportTraceServiceRequest {
+                resource_spans: vec![ResourceSpans {
+                    resource: resource(),
+                    scope_spans: vec![ScopeSpans {
+                        scope: scope(),
+                        spans: vec![span],
+                        schema_url: "https://example.com/scope".into(),
+                    }],
+                    schema_url: "https://example.com/resource".into(),
+                }],
+            }
+        }
+
+        pub fn logs() -> ExportLogsServiceRequest {
+            let record = LogRecord {
+                time_unix_nano: 1,
+                observed_time_unix_nano: 2,
+                severity_number: 9,
+                severity_text: "INFO".into(),
+                body: any_values().into_iter().next(),
+                attributes: attributes(),
+                dropped_attributes_count: 3,
+                flags: 1,
+                trace_id: TRACE_ID.to_vec(),
+                span_id: SPAN_ID.to_vec(),
+                event_name: "event".into(),
+            };
+            ExportLogsServiceRequest {
+                resource_logs: vec![ResourceLogs {
+                    resource: resource(),
+                    scope_logs: vec![ScopeLogs {
+                        scope: scope(),
+                        log_records: vec![record],
+                        schema_url: "https://example.com/scope".into(),
+                    }],
+                    schema_url: "https://example.com/resource".into(),
+                }],
+            }
+        }
+
+        /// One exemplar per value variant.
+        fn exemplars() -> Vec<Exemplar> {
+            [exemplar::Value::AsDouble(0.5), exemplar::Value::AsInt(-5)]
+                .into_iter()
+                .map(|value| Exemplar {
+                    filtered_attributes: attributes(),
+                    time_unix_nano: 1,
+                    span_id: SPAN_ID.to_vec(),
+                    trace_id: TRACE_ID.to_vec(),
+                    value: Some(value),
+                })
+                .collect()
+        }
+
+        /// One point per value variant.
+        fn number_points() -> Vec<NumberDataPoint> {
+            [
+                number_data_point::Value::AsDouble(2.5),
+                number_data_point::Value::AsInt(-7),
+            ]
+            .into_iter()
+            .map(|value| NumberDataPoint {
+                attributes: attributes(),
+                start_time_unix_nano: 1,
+                time_unix_nano: 2,
+                exemplars: exemplars(),
+                flags: 1,
+                value: Some(value),
+            })
+            .collect()
+        }
+
+        fn buckets() -> Option<exponential_histogram_data_point::Buckets> {
+            Some(exponential_histogram_data_point::Buckets {
+                offset: -2,
+                bucket_counts: vec![3],
+            })
+        }
+
+        pub fn metrics() -> ExportMetricsServiceRequest {
+            use metric::Data;
+            let data = [
+                Data::Gauge(Gauge {
+                    data_points: number_points(),
+                }),
+                Data::Sum(Sum {
+                    data_points: number_points(),
+                    aggregation_temporality: 2,
+                    is_monotonic: true,
+                }),
+                Data::Histogram(Histogram {
+                    data_points: vec![HistogramDataPoint {
+                        attributes: attributes(),
+                        start_time_unix_nano: 1,
+                        time_unix_nano: 2,
+                        count: 3,
+                        sum: Some(4.5),
+                        bucket_counts: vec![1, 2],
+                        explicit_bounds: vec![0.5],
+                        exemplars: exemplars(),
+                        flags: 1,
+                        min: Some(0.25),
+                        max: Some(9.5),
+                    }],
+                    aggregation_temporality: 1,
+                }),
+                Data::ExponentialHistogram(ExponentialHistogram {
+                    data_points: vec![ExponentialHistogramDataPoint {
+                        attributes: attributes(),
+                        start_time_unix_nano: 1,
+                        time_unix_nano: 2,
+                        count: 3,
+                        sum: Some(4.5),
+                        scale: -1,
+                        zero_count: 1,
+                        positive: buckets(),
+                        negative: buckets(),
+                        flags: 1,
+                        exemplars: exemplars(),
+                        min: Some(0.25),
+                        max: Some(9.5),
+                        zero_threshold: 0.125,
+                    }],
+                    aggregation_temporality: 2,
+                }),
+                Data::Summary(Summary {
+                    data_points: vec![SummaryDataPoint {
+                        attributes: attributes(),
+                        start_time_unix_nano: 1,
+                        time_unix_nano: 2,
+                        count: 3,
+                        sum: 4.5,
+                        quantile_values: vec![summary_data_point::ValueAtQuantile {
+                            quantile: 0.5,
+                            value: 2.5,
+                        }],
+                        flags: 1,
+                    }],
+                }),
+            ];
+            let metrics = data
+                .into_iter()
+                .map(|data| Metric {
+                    name: "m".into(),
+                    description: "d".into(),
+                    unit: "s".into(),
+                    metadata: attributes(),
+                    data: Some(data),
+                })
+                .collect();
+            ExportMetricsServiceRequest {
+                resource_metrics: vec![ResourceMetrics {
+                    resource: resource(),
+                    scope_metrics: vec![ScopeMetrics {
+                        scope: scope(),
+                        metrics,
+                        schema_url: "https://example.com/scope".into(),
+                    }],
+                    schema_url: "https://example.com/resource".into(),
+                }],
+            }
+        }
+    }
+
+    /// The wire types a field of `kind` may have (repeated scalars: packed or not).
+    fn wire_types_of(kind: Kind) -> &'static [u64] {
+        match kind {
+            Kind::Message(_) | Kind::Str | Kind::Bytes => &[2],
+            Kind::Varint => &[0],
+            Kind::Fixed64 => &[1],
+            Kind::Fixed32 => &[5],
+            Kind::RepeatedFixed64 => &[1, 2],
+            Kind::RepeatedVarint => &[0, 2],
+        }
+    }
+
+    /// A varint, read without `model::wire`.
+    fn read_varint_at(buf: &[u8], pos: &mut usize) -> u64 {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let byte = buf[*pos];
+            *pos += 1;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte < 0x80 {
+                return value;
+            }
+        }
+        panic!("varint longer than 10 bytes");
+    }
+
+    /// Fields of a table seen in prost encodings, by (table address, number).
+    type Seen = std::collections::HashSet<(usize, u32)>;
+
+    fn key(schema: &'static Schema) -> usize {
+        std::ptr::from_ref(schema) as usize
+    }
+
+    /// Walks prost's encoding `buf` of a `schema` message field by field and
+    /// checks every field against the table; recurses into nested messages.
+    fn check_encoding(schema: &'static Schema, buf: &[u8], path: &str, seen: &mut Seen) {
+        let mut pos = 0;
+        while pos < buf.len() {
+            let tag = read_varint_at(buf, &mut pos);
+            let (number, wire_type) = (u32::try_from(tag >> 3).unwrap(), tag & 7);
+            let value = match wire_type {
+                0 => {
+                    read_varint_at(buf, &mut pos);
+                    &[][..]
+                }
+                1 => {
+                    pos += 8;
+                    &[][..]
+                }
+                2 => {
+                    let len = usize::try_from(read_varint_at(buf, &mut pos)).unwrap();
+                    pos += len;
+                    &buf[pos - len..pos]
+                }
+                5 => {
+                    pos += 4;
+                    &[][..]
+                }
+                other => panic!("{path}: prost wrote wire type {other}"),
+            };
+            let def = schema
+                .fields
+                .iter()
+                .find(|f| f.number == number)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "{path}: prost writes field {number} (wire type {wire_type}), \
+                         which table {} does not declare",
+                        schema.name
+                    )
+                });
+            assert!(
+                wire_types_of(def.kind).contains(&wire_type),
+                "{path}.{}: prost writes field {number} with wire type {wire_type}, \
+                 table {} declares {:?}",
+                def.name,
+                schema.name,
+                def.kind
+            );
+            seen.insert((key(schema), number));
+            match def.kind {
+                Kind::Message(inner) => {
+                    check_encoding(inner, value, &format!("{path}.{}", def.name), seen);
+                }
+                Kind::Str => assert!(
+                    std::str::from_utf8(value).is_ok(),
+                    "{path}.{}: declared a string, prost wrote bytes that are not UTF-8",
+                    def.name
+                ),
+                _ => {}
+            }
+        }
+        assert_eq!(pos, buf.len(), "{path}: last field runs past the message");
+    }
+
+    /// Every table reachable from `root`, each once.
+    fn tables_under(root: &'static Schema, out: &mut Vec<&'static Schema>) {
+        if out.iter().any(|s| std::ptr::eq(*s, root)) {
+            return;
+        }
+        out.push(root);
+        for def in root.fields {
+            if let Kind::Message(inner) = def.kind {
+                tables_under(inner, out);
+            }
+        }
+    }
+
+    #[test]
+    fn tables_match_the_prost_message_definitions() {
+        let requests = [
+            (Signal::Traces, full::traces().encode_to_vec()),
+            (Signal::Metrics, full::metrics().encode_to_vec()),
+            (Signal::Logs, full::logs().encode_to_vec()),
+        ];
+        let mut seen = Seen::new();
+        let mut tables = Vec::new();
+        for (signal, encoded) in &requests {
+            let schema = request_schema(*signal);
+            check_encoding(schema, encoded, schema.name, &mut seen);
+            tables_under(schema, &mut tables);
+            // The fast walk takes what prost writes, too.
+            assert_eq!(walk(schema, encoded).map(|c| c.invalid_items), Ok(0));
+        }
+        for table in &tables {
+            let mut numbers: Vec<u32> = table.fields.iter().map(|f| f.number).collect();
+            numbers.sort_unstable();
+            numbers.dedup();
+            assert_eq!(
+                numbers.len(),
+                table.fields.len(),
+                "{}: a field number twice",
+                table.name
+            );
+            for def in table.fields {
+                assert!(
+                    seen.contains(&(key(table), def.number)),
+                    "{}.{} (field {}) is declared but prost never writes it: wrong number?",
+                    table.name,
+                    def.name,
+                    def.number
+                );
+            }
         }
     }
 }

@@ -28,7 +28,9 @@
 //!
 //! # What is recorded
 //! Every request that got an answer becomes a [`Received`]: transport,
-//! signal, headers (gRPC metadata included), the decoded request, the answer.
+//! signal, headers (gRPC metadata included), the request body exactly as it
+//! came over the wire (decompressed, without gRPC framing), the decoded
+//! request, the answer.
 //! Read them in order with [`FakeOtlp::next_request`], all at once with
 //! [`FakeOtlp::requests`], or only the accepted ones per signal with
 //! [`FakeOtlp::received_traces`] & co. Requests the fake could not decode are
@@ -39,11 +41,14 @@
 
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::future::Future;
 use std::io::Read;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -77,6 +82,8 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tonic::codec::CompressionEncoding;
+use tonic::codegen::Service;
+use tonic::server::NamedService;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::{Identity, Server, ServerTlsConfig};
 use tonic_types::{ErrorDetails, StatusExt};
@@ -288,6 +295,11 @@ pub struct Received {
     pub signal: Signal,
     /// HTTP headers, or the gRPC request's metadata (`grpc-encoding`, custom headers, …).
     pub headers: HeaderMap,
+    /// The request message as it came over the wire, byte for byte: the HTTP
+    /// body, or the one gRPC message without its 5-byte length prefix; after
+    /// decompression when the request was compressed. Not re-encoded, so it
+    /// shows exactly what the client sent (field order, unknown fields, …).
+    pub body: Bytes,
     pub payload: Payload,
     pub answer: Answer,
 }
@@ -329,7 +341,13 @@ struct State {
 
 impl State {
     /// Waits out the gate and the delay, picks the answer and records the request.
-    async fn handle(&self, transport: Transport, headers: HeaderMap, payload: Payload) -> Answer {
+    async fn handle(
+        &self,
+        transport: Transport,
+        headers: HeaderMap,
+        body: Bytes,
+        payload: Payload,
+    ) -> Answer {
         self.waiting.fetch_add(1, Ordering::SeqCst);
         let mut gate = self.gate.subscribe();
         // The sender lives in `self`, so this only returns once released.
@@ -346,6 +364,7 @@ impl State {
             transport,
             signal: payload.signal(),
             headers,
+            body,
             payload,
             answer: answer.clone(),
         };
@@ -690,10 +709,16 @@ impl GrpcHandler {
     async fn handle(
         &self,
         metadata: &tonic::metadata::MetadataMap,
+        extensions: &tonic::Extensions,
         payload: Payload,
     ) -> Result<Answer, tonic::Status> {
         let headers = metadata.clone().into_headers();
-        match self.0.handle(Transport::Grpc, headers, payload).await {
+        let Some(RawMessage(body)) = extensions.get::<RawMessage>().cloned() else {
+            return Err(tonic::Status::internal(
+                "fake-otlp: raw message not recorded",
+            ));
+        };
+        match self.0.handle(Transport::Grpc, headers, body, payload).await {
             Answer::Fail(failure) => Err(failure.to_status()),
             answer => Ok(answer),
         }
@@ -713,8 +738,10 @@ impl TraceService for GrpcHandler {
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
-        let (metadata, _, message) = request.into_parts();
-        let answer = self.handle(&metadata, Payload::Traces(message)).await?;
+        let (metadata, extensions, message) = request.into_parts();
+        let answer = self
+            .handle(&metadata, &extensions, Payload::Traces(message))
+            .await?;
         Ok(tonic::Response::new(trace_response(answer)))
     }
 }
@@ -725,8 +752,10 @@ impl MetricsService for GrpcHandler {
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
     ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
-        let (metadata, _, message) = request.into_parts();
-        let answer = self.handle(&metadata, Payload::Metrics(message)).await?;
+        let (metadata, extensions, message) = request.into_parts();
+        let answer = self
+            .handle(&metadata, &extensions, Payload::Metrics(message))
+            .await?;
         Ok(tonic::Response::new(metrics_response(answer)))
     }
 }
@@ -737,8 +766,10 @@ impl LogsService for GrpcHandler {
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
-        let (metadata, _, message) = request.into_parts();
-        let answer = self.handle(&metadata, Payload::Logs(message)).await?;
+        let (metadata, extensions, message) = request.into_parts();
+        let answer = self
+            .handle(&metadata, &extensions, Payload::Logs(message))
+            .await?;
         Ok(tonic::Response::new(logs_response(answer)))
     }
 }
@@ -790,29 +821,101 @@ fn spawn_grpc(
             .expect("gRPC TLS config");
     }
     let router = builder
-        .add_service(
+        .add_service(RecordRaw(
             TraceServiceServer::new(handler.clone())
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
-        )
-        .add_service(
+        ))
+        .add_service(RecordRaw(
             MetricsServiceServer::new(handler.clone())
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
-        )
-        .add_service(
+        ))
+        .add_service(RecordRaw(
             LogsServiceServer::new(handler)
                 .accept_compressed(CompressionEncoding::Gzip)
                 .accept_compressed(CompressionEncoding::Zstd)
                 .max_decoding_message_size(MAX_REQUEST_BYTES),
-        );
+        ));
     tokio::spawn(async move {
         let _ = router
             .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown.cancelled_owned())
             .await;
     });
+}
+
+/// The gRPC request message as received (unframed, decompressed), put in the
+/// request extensions by [`RecordRaw`] for the handlers.
+#[derive(Debug, Clone)]
+struct RawMessage(Bytes);
+
+/// Wraps a generated tonic service: reads the whole request body first, keeps
+/// the message bytes as [`RawMessage`], then hands the same bytes on, so the
+/// fake records what came over the wire rather than a re-encoding of what
+/// prost decoded.
+#[derive(Clone)]
+struct RecordRaw<S>(S);
+
+impl<S: NamedService> NamedService for RecordRaw<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+impl<S> Service<Request<tonic::body::Body>> for RecordRaw<S>
+where
+    S: Service<Request<tonic::body::Body>, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.0.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<tonic::body::Body>) -> Self::Future {
+        // The clone is not ready yet: call the one that was polled, keep the clone.
+        let clone = self.0.clone();
+        let mut inner = std::mem::replace(&mut self.0, clone);
+        Box::pin(async move {
+            let (mut parts, body) = request.into_parts();
+            // On a read error pass on an empty body: tonic then answers the error.
+            let body = Limited::new(body, MAX_REQUEST_BYTES + 5)
+                .collect()
+                .await
+                .map(|collected| collected.to_bytes())
+                .unwrap_or_default();
+            if let Some(message) = grpc_message(&parts.headers, &body) {
+                parts.extensions.insert(RawMessage(message));
+            }
+            let request = Request::from_parts(parts, tonic::body::Body::new(Full::new(body)));
+            inner.call(request).await
+        })
+    }
+}
+
+/// The one message of a unary gRPC request body, decompressed per
+/// `grpc-encoding` when its compressed flag is set; `None` when malformed.
+fn grpc_message(headers: &HeaderMap, body: &Bytes) -> Option<Bytes> {
+    let (&flag, rest) = body.split_first()?;
+    let length = u32::from_be_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+    let message = body.slice(5..5usize.checked_add(length)?.min(body.len()));
+    if message.len() != length || body.len() != 5 + length {
+        return None;
+    }
+    match flag {
+        0 => Some(message),
+        1 => {
+            let encoding = headers
+                .get("grpc-encoding")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("identity");
+            decompress(encoding, &message).ok().map(Bytes::from)
+        }
+        _ => None,
+    }
 }
 
 // --- HTTP ---
@@ -937,7 +1040,10 @@ async fn serve_http(state: &State, request: Request<Incoming>) -> Response<Full<
         Ok(payload) => payload,
         Err(message) => return http_error(400, &message),
     };
-    match state.handle(Transport::Http, parts.headers, payload).await {
+    match state
+        .handle(Transport::Http, parts.headers, Bytes::from(body), payload)
+        .await
+    {
         Answer::Fail(failure) => {
             let (status, retry_after) = failure.to_http();
             let mut response = http_error(status, &format!("fake-otlp: scripted {status}"));
