@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
+use otlp_gateway::budget::ItemBudget;
 use otlp_gateway::config::ByteSize;
 use otlp_gateway::pipeline::{Accepted, Ingest};
-use otlp_gateway::budget::ItemBudget;
 use otlp_gateway::receiver::config::HttpConfig;
 use otlp_gateway::receiver::HttpReceiver;
 use otlp_gateway::testkit;
