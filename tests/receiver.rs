@@ -866,13 +866,15 @@ const TRACES_SNAKE: &str = r#"{"resource_spans":[{"scope_spans":[{"spans":[{
 #[tokio::test]
 async fn http_json_camel_and_snake_case_decode_to_the_same_protobuf() {
     let mut gw = start(Pipeline::Accept).await;
-    let expected = traces(vec![span(1)]).encode_to_vec();
+    // The same message; the byte order of its fields follows the JSON's.
+    let expected = traces(vec![span(1)]);
+    let decoded = |batch: Batch| ExportTraceServiceRequest::decode(batch.to_bytes()).unwrap();
     for body in [TRACES_CAMEL, TRACES_SNAKE] {
         let answer = gw.post("/v1/traces", JSON, None, body).await;
         assert_eq!(answer.status, StatusCode::OK);
         assert_eq!(answer.header("content-type"), JSON);
         assert_eq!(answer.text(), "{}");
-        assert_eq!(gw.next_batch().await.to_bytes(), expected);
+        assert_eq!(decoded(gw.next_batch().await), expected);
     }
     // Compressed JSON too.
     let answer = gw
@@ -884,7 +886,7 @@ async fn http_json_camel_and_snake_case_decode_to_the_same_protobuf() {
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK);
-    assert_eq!(gw.next_batch().await.to_bytes(), expected);
+    assert_eq!(decoded(gw.next_batch().await), expected);
 }
 
 #[tokio::test]
@@ -917,7 +919,7 @@ async fn http_partial_success_for_a_span_with_zero_trace_id() {
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(
         serde_json::from_slice::<serde_json::Value>(&answer.body).unwrap(),
-        serde_json::json!({"partialSuccess": {"rejectedSpans": 1, "errorMessage": ZERO_ID_MESSAGE}})
+        serde_json::json!({"partialSuccess": {"rejectedSpans": "1", "errorMessage": ZERO_ID_MESSAGE}})
     );
     gw.no_batch();
 }
@@ -968,16 +970,18 @@ async fn http_bad_json_is_400_with_json_status() {
             &*TRACES_CAMEL
                 .replace("\"kind\":2", "\"kind\":\"SPAN_KIND_SIDEWAYS\"")
                 .leak(),
-            "invalid JSON traces request: kind: unknown enum value \"SPAN_KIND_SIDEWAYS\"",
+            "invalid JSON traces request: resourceSpans[0].scopeSpans[0].spans[0].kind: \
+             unknown enum value \"SPAN_KIND_SIDEWAYS\"",
         ),
     ];
     for (body, message) in cases {
         let answer = gw.post("/v1/traces", JSON, None, body).await;
         assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{message}");
-        assert_eq!(
-            answer.status_json(),
-            serde_json::json!({"code": 3, "message": message})
-        );
+        let status = answer.status_json();
+        assert_eq!(status["code"], 3);
+        // The message names the field; the parser adds where in the text it is.
+        let text = status["message"].as_str().unwrap_or_default();
+        assert!(text.starts_with(message), "{text}");
     }
 }
 

@@ -124,6 +124,29 @@ where
     Ok((bytes, held))
 }
 
+/// Inputs at least this large are decompressed and decoded on the blocking
+/// pool, so one large request does not stall the other connections served
+/// by the same runtime thread.
+pub const OFFLOAD_BYTES: usize = 64 * 1024;
+
+/// Runs `work` (decompression, JSON decoding of `input_len` bytes) inline
+/// when the input is small, else on the blocking pool.
+///
+/// # Errors
+/// What `work` returns; [`RequestError::Body`] if the blocking task failed.
+pub async fn off_runtime<T, F>(input_len: usize, work: F) -> Result<T, RequestError>
+where
+    T: Send + 'static,
+    F: FnOnce() -> Result<T, RequestError> + Send + 'static,
+{
+    if input_len < OFFLOAD_BYTES {
+        return work();
+    }
+    tokio::task::spawn_blocking(work)
+        .await
+        .unwrap_or_else(|error| Err(RequestError::Body(format!("decoding failed: {error}"))))
+}
+
 /// When a request body must be complete: `after` its head (`read_timeout`).
 #[derive(Debug, Clone, Copy)]
 pub struct ReadDeadline {
@@ -153,26 +176,31 @@ pub fn reserve(inflight: &ItemBudget, bytes: usize) -> Result<Reservation, Reque
         })
 }
 
-/// Decompresses `body` to at most `cap` bytes. Identity returns `body` itself.
+/// Decompresses `body` to at most `cap` bytes, reserving the output in
+/// `inflight` before each allocation; the reservation holds the output.
+/// Identity returns `body` itself (counted when it was read).
 ///
 /// # Errors
 /// [`RequestError::DecompressedTooLarge`] when the output would pass `cap`,
-/// [`RequestError::Decompress`] when the data is corrupt.
+/// [`RequestError::Decompress`] when the data is corrupt,
+/// [`RequestError::MemoryLimit`] when the budget has no room (retryable).
 pub fn decompress(
     compression: Compression,
     body: Bytes,
     cap: usize,
-) -> Result<Bytes, RequestError> {
+    inflight: &ItemBudget,
+) -> Result<(Bytes, Reservation), RequestError> {
     match compression {
         Compression::Identity if body.len() > cap => {
             Err(RequestError::DecompressedTooLarge { limit: cap })
         }
-        Compression::Identity => Ok(body),
+        Compression::Identity => Ok((body, Reservation::detached(0))),
         Compression::Gzip => read_capped(
             flate2::read::MultiGzDecoder::new(&body[..]),
             body.len(),
             cap,
             "gzip",
+            inflight,
         ),
         Compression::Zstd => {
             let decoder =
@@ -182,7 +210,7 @@ pub fn decompress(
                         source,
                     }
                 })?;
-            read_capped(decoder, body.len(), cap, "zstd")
+            read_capped(decoder, body.len(), cap, "zstd", inflight)
         }
     }
 }
@@ -194,14 +222,17 @@ const MIN_GROWTH: usize = 16 * 1024;
 
 /// Reads `reader` to its end into a buffer that never grows past `cap + 1`
 /// bytes: reading through `take(cap + 1)` tells "exactly `cap`" from "more".
+/// Every growth is reserved in `inflight` before it is allocated.
 fn read_capped(
     reader: impl Read,
     compressed_len: usize,
     cap: usize,
     encoding: &'static str,
-) -> Result<Bytes, RequestError> {
+    inflight: &ItemBudget,
+) -> Result<(Bytes, Reservation), RequestError> {
     let limit = cap.saturating_add(1);
     let mut reader = reader.take(limit as u64);
+    let mut held = Reservation::detached(0);
     let mut out: Vec<u8> = Vec::new();
     let mut filled = 0;
     loop {
@@ -215,7 +246,8 @@ fn read_capped(
                 out.len()
             };
             let grow = want.max(MIN_GROWTH).min(limit - out.len());
-            // Exact, so the allocation stays within the cap.
+            held.merge(reserve(inflight, grow)?);
+            // Exact, so the allocation stays within the cap (and the reservation).
             out.reserve_exact(grow);
             out.resize(out.len() + grow, 0);
         }
@@ -230,7 +262,7 @@ fn read_capped(
         return Err(RequestError::DecompressedTooLarge { limit: cap });
     }
     out.truncate(filled);
-    Ok(Bytes::from(out))
+    Ok((Bytes::from(out), held))
 }
 
 #[cfg(test)]
@@ -242,6 +274,33 @@ mod tests {
         let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         encoder.write_all(data).unwrap();
         Bytes::from(encoder.finish().unwrap())
+    }
+
+    fn decompress(
+        compression: Compression,
+        body: Bytes,
+        cap: usize,
+    ) -> Result<Bytes, RequestError> {
+        super::decompress(compression, body, cap, &ItemBudget::new(u64::MAX)).map(|(b, _)| b)
+    }
+
+    #[test]
+    fn the_output_is_reserved_before_it_is_allocated() {
+        let data = vec![7u8; 100_000];
+        let budget = ItemBudget::new(50_000);
+        let err = super::decompress(Compression::Gzip, gzip(&data), 1 << 20, &budget).unwrap_err();
+        assert!(matches!(err, RequestError::MemoryLimit { .. }), "{err}");
+        assert_eq!(budget.used(), 0, "nothing held after the refusal");
+        let budget = ItemBudget::new(1 << 20);
+        let (out, held) =
+            super::decompress(Compression::Gzip, gzip(&data), 1 << 20, &budget).unwrap();
+        assert_eq!(out.len(), 100_000);
+        assert!(
+            held.items() >= 100_000,
+            "the output is held: {}",
+            held.items()
+        );
+        assert_eq!(budget.used(), held.items());
     }
 
     #[test]
@@ -282,7 +341,8 @@ mod tests {
     fn endless_output_stops_one_byte_past_the_cap() {
         // A reader that never ends stands in for any decompressor: reading
         // stops at cap + 1 bytes whatever the input claims.
-        let err = read_capped(io::repeat(1), 10, 5000, "gzip").unwrap_err();
+        let err =
+            read_capped(io::repeat(1), 10, 5000, "gzip", &ItemBudget::new(u64::MAX)).unwrap_err();
         assert!(matches!(
             err,
             RequestError::DecompressedTooLarge { limit: 5000 }

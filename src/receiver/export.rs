@@ -268,14 +268,6 @@ impl ExportResponse {
         }
     }
 
-    fn is_full_success(&self) -> bool {
-        match self {
-            ExportResponse::Traces(r) => r.partial_success.is_none(),
-            ExportResponse::Metrics(r) => r.partial_success.is_none(),
-            ExportResponse::Logs(r) => r.partial_success.is_none(),
-        }
-    }
-
     pub fn to_protobuf(&self) -> Vec<u8> {
         match self {
             ExportResponse::Traces(r) => r.encode_to_vec(),
@@ -284,17 +276,36 @@ impl ExportResponse {
         }
     }
 
-    /// The OTLP/JSON form; `{}` for a full success.
+    /// The OTLP/JSON form; `{}` for a full success. The rejected count is an
+    /// int64, written as a string as the proto3 JSON mapping requires.
     pub fn to_json(&self) -> Vec<u8> {
-        if self.is_full_success() {
-            return b"{}".to_vec();
-        }
-        let json = match self {
-            ExportResponse::Traces(r) => serde_json::to_vec(r),
-            ExportResponse::Metrics(r) => serde_json::to_vec(r),
-            ExportResponse::Logs(r) => serde_json::to_vec(r),
+        let (key, rejected, message) = match self {
+            ExportResponse::Traces(r) => match &r.partial_success {
+                Some(p) => ("rejectedSpans", p.rejected_spans, &p.error_message),
+                None => return b"{}".to_vec(),
+            },
+            ExportResponse::Metrics(r) => match &r.partial_success {
+                Some(p) => (
+                    "rejectedDataPoints",
+                    p.rejected_data_points,
+                    &p.error_message,
+                ),
+                None => return b"{}".to_vec(),
+            },
+            ExportResponse::Logs(r) => match &r.partial_success {
+                Some(p) => (
+                    "rejectedLogRecords",
+                    p.rejected_log_records,
+                    &p.error_message,
+                ),
+                None => return b"{}".to_vec(),
+            },
         };
-        // Plain structs of strings and integers always serialize.
-        json.unwrap_or_else(|_| b"{}".to_vec())
+        let mut partial = serde_json::Map::new();
+        partial.insert(key.to_owned(), rejected.to_string().into());
+        partial.insert("errorMessage".to_owned(), message.clone().into());
+        serde_json::json!({ "partialSuccess": partial })
+            .to_string()
+            .into_bytes()
     }
 }

@@ -31,7 +31,7 @@ use tonic::Code;
 
 use super::body::{plain, ReplyBody};
 use super::config::GrpcConfig;
-use super::decode::{decompress, read_body, reserve, Compression, ReadDeadline};
+use super::decode::{decompress, off_runtime, read_body, Compression, ReadDeadline};
 use super::error::{ReceiveError, RequestError};
 use super::export::{ExportResponse, Intake, RequestMetrics, Verdict, GRPC};
 use super::server;
@@ -232,8 +232,13 @@ impl GrpcService {
             (false, _) => message,
             (true, Compression::Identity) => return Err(RequestError::CompressedWithoutEncoding),
             (true, compression) => {
-                let message = decompress(compression, message, self.max_decompressed_bytes)?;
-                held.merge(reserve(self.intake.inflight(), message.len())?);
+                let inflight = self.intake.inflight().clone();
+                let cap = self.max_decompressed_bytes;
+                let (message, reserved) = off_runtime(message.len(), move || {
+                    decompress(compression, message, cap, &inflight)
+                })
+                .await?;
+                held.merge(reserved);
                 message
             }
         };

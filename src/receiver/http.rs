@@ -25,7 +25,7 @@ use tonic::Code;
 
 use super::body::{plain, ReplyBody};
 use super::config::HttpConfig;
-use super::decode::{decompress, read_body, reserve, Compression, ReadDeadline};
+use super::decode::{decompress, off_runtime, read_body, Compression, ReadDeadline};
 use super::error::{ReceiveError, RequestError};
 use super::export::{ExportResponse, Intake, RequestMetrics, Verdict, HTTP};
 use super::json;
@@ -269,16 +269,29 @@ impl HttpService {
         if body.is_empty() {
             return self.intake.export(signal, Bytes::new()).await;
         }
-        let payload = decompress(compression, body, self.max_decompressed_bytes)?;
-        if compression != Compression::Identity {
-            held.merge(reserve(self.intake.inflight(), payload.len())?);
-        }
+        let cap = self.max_decompressed_bytes;
+        let payload = if compression == Compression::Identity {
+            decompress(compression, body, cap, self.intake.inflight())?.0
+        } else {
+            let inflight = self.intake.inflight().clone();
+            let (payload, reserved) = off_runtime(body.len(), move || {
+                decompress(compression, body, cap, &inflight)
+            })
+            .await?;
+            held.merge(reserved);
+            payload
+        };
         let encoded = match format {
             Format::Protobuf => payload,
             Format::Json if payload.is_empty() => payload,
             Format::Json => {
-                let encoded = json::to_protobuf(signal, &payload)?;
-                held.merge(reserve(self.intake.inflight(), encoded.len())?);
+                // Every byte of the protobuf is reserved before it is written.
+                let inflight = self.intake.inflight().clone();
+                let (encoded, reserved) = off_runtime(payload.len(), move || {
+                    json::to_protobuf_within(signal, &payload, &inflight, cap)
+                })
+                .await?;
+                held.merge(reserved);
                 encoded
             }
         };
