@@ -127,8 +127,9 @@ async fn a_thousand_silent_connections_do_not_lock_out_a_real_client() {
     }
     // Let the gateway accept all of them.
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let evicted_before =
-        counter("otlp_gateway_receiver_connections_closed_total{transport=\"http\",reason=\"evicted\"}");
+    let evicted_before = counter(
+        "otlp_gateway_receiver_connections_closed_total{transport=\"http\",reason=\"evicted\"}",
+    );
 
     let answer = reqwest::Client::new()
         .post(format!("http://{addr}/v1/traces"))
@@ -139,8 +140,9 @@ async fn a_thousand_silent_connections_do_not_lock_out_a_real_client() {
         .await
         .expect("answered within 1 s");
     assert_eq!(answer.status(), StatusCode::OK);
-    let evicted_after =
-        counter("otlp_gateway_receiver_connections_closed_total{transport=\"http\",reason=\"evicted\"}");
+    let evicted_after = counter(
+        "otlp_gateway_receiver_connections_closed_total{transport=\"http\",reason=\"evicted\"}",
+    );
     assert!(
         evicted_after > evicted_before,
         "the longest-idle connection made room: {evicted_before} -> {evicted_after}"
@@ -238,7 +240,10 @@ async fn a_signal_without_a_pipeline_is_refused_not_acknowledged() {
         .await
         .expect_err("refused");
     assert_eq!(status.code(), tonic::Code::Unimplemented);
-    assert!(status.message().contains("no pipeline for logs"), "{status:?}");
+    assert!(
+        status.message().contains("no pipeline for logs"),
+        "{status:?}"
+    );
     assert!(gw.shutdown().await);
 }
 
@@ -256,11 +261,9 @@ async fn grpc_call(
             .await
             .unwrap();
     tokio::spawn(connection);
-    let mut request = Request::builder()
-        .method(Method::POST)
-        .uri(format!(
-            "http://{addr}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
-        ));
+    let mut request = Request::builder().method(Method::POST).uri(format!(
+        "http://{addr}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    ));
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
@@ -309,7 +312,10 @@ async fn grpc_timeout_is_honoured_and_other_codecs_are_refused() {
     let started = Instant::now();
     let (_, status) = grpc_call(
         addr,
-        &[("content-type", "application/grpc"), ("grpc-timeout", "300m")],
+        &[
+            ("content-type", "application/grpc"),
+            ("grpc-timeout", "300m"),
+        ],
         vec![Bytes::copy_from_slice(head), Bytes::copy_from_slice(tail)],
         Duration::from_secs(3),
     )
@@ -351,7 +357,12 @@ async fn grpc_timeout_is_honoured_and_other_codecs_are_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_nan_and_infinity_are_accepted() {
-    let gw = start("5s", "", "[exporters.debug.metrics]\n[pipelines.metrics]\nexporters = [\"debug/metrics\"]\n").await;
+    let gw = start(
+        "5s",
+        "",
+        "[exporters.debug.metrics]\n[pipelines.metrics]\nexporters = [\"debug/metrics\"]\n",
+    )
+    .await;
     let body = r#"{"resourceMetrics":[{"scopeMetrics":[{"metrics":[{"name":"g","gauge":{"dataPoints":[
         {"timeUnixNano":"1","asDouble":"NaN"},{"timeUnixNano":"2","asDouble":"Infinity"},
         {"timeUnixNano":"3","asDouble":"-Infinity"},{"timeUnixNano":"4","asDouble":"1e3"}]}}]}]}]}"#;
