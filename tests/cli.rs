@@ -146,27 +146,19 @@ fn check_config_reports_every_problem_and_fails() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("invalid duration \"soon\""));
 }
 
-#[test]
-fn sigterm_drains_and_exits_zero() {
-    let dir = tempfile::tempdir().unwrap();
+/// A running gateway binary and the lines of its stderr.
+struct Running {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    /// The lines seen so far, the start line last.
+    seen: Vec<String>,
+}
+
+/// Starts the binary on `config` and waits (at most [`LIMIT`]) for its start
+/// line and its SIGTERM handler.
+fn start(dir: &tempfile::TempDir, config: &str) -> Running {
     let path = dir.path().join("gw.toml");
-    std::fs::write(
-        &path,
-        r#"
-[service]
-shutdown_timeout = "5s"
-[admin]
-endpoint = "127.0.0.1:0"
-[receivers.otlp.grpc]
-endpoint = "127.0.0.1:0"
-[receivers.otlp.http]
-endpoint = "127.0.0.1:0"
-[exporters.debug.console]
-[pipelines.traces]
-exporters = ["debug/console"]
-"#,
-    )
-    .unwrap();
+    std::fs::write(&path, config).unwrap();
     let mut child = gateway()
         .arg("--config")
         .arg(&path)
@@ -198,25 +190,98 @@ exporters = ["debug/console"]
             "gateway did not log its start within {LIMIT:?} (exit: {status:?}); stderr: {seen:?}"
         );
     }
-
-    // "Gateway started." is logged before the SIGTERM handler is installed:
-    // wait for the handler, or an early SIGTERM kills the process outright.
+    // The handler is installed before the start line; check it all the same,
+    // since an early SIGTERM without one kills the process outright.
     if !sigterm_is_caught(&child, LIMIT) {
         let status = wait_or_kill(&mut child, Duration::ZERO);
         panic!("gateway installed no SIGTERM handler within {LIMIT:?} (exit: {status:?}); stderr: {seen:?}");
     }
-    let kill = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(kill.success());
-    let status = wait_or_kill(&mut child, LIMIT);
-    // The child is gone (exited or killed), so its stderr ends soon.
-    let deadline = Instant::now() + LIMIT;
-    let mut rest = Vec::new();
-    while let Ok(line) = lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        rest.push(line);
+    Running { child, lines, seen }
+}
+
+/// A panicking test must not leave its gateway running.
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
     }
+}
+
+/// `line` without terminal colour codes (`ESC [ … m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl Running {
+    /// The address a listener reported in the start line (`grpc_addr=Some(…)`).
+    fn addr(&self, field: &str) -> std::net::SocketAddr {
+        let line = strip_ansi(self.seen.last().expect("start line"));
+        let from = line
+            .find(&format!("{field}=Some("))
+            .unwrap_or_else(|| panic!("{field} in {line}"))
+            + field.len()
+            + 6;
+        let to = from + line[from..].find(')').expect("closing parenthesis");
+        line[from..to].parse().expect("an address")
+    }
+
+    /// Sends SIGTERM; returns the exit status (`None`: killed after `limit`)
+    /// and the rest of stderr.
+    fn terminate(mut self, limit: Duration) -> (Option<ExitStatus>, Vec<String>) {
+        let kill = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(kill.success());
+        let status = wait_or_kill(&mut self.child, limit);
+        // The child is gone (exited or killed), so its stderr ends soon.
+        let deadline = Instant::now() + LIMIT;
+        let mut rest = Vec::new();
+        while let Ok(line) = self
+            .lines
+            .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+        {
+            rest.push(line);
+        }
+        (status, rest)
+    }
+}
+
+#[test]
+fn sigterm_drains_and_exits_zero() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(
+        &dir,
+        r#"
+[service]
+shutdown_timeout = "5s"
+[admin]
+endpoint = "127.0.0.1:0"
+[receivers.otlp.grpc]
+endpoint = "127.0.0.1:0"
+[receivers.otlp.http]
+endpoint = "127.0.0.1:0"
+[exporters.debug.console]
+[pipelines.traces]
+exporters = ["debug/console"]
+"#,
+    );
+    let (status, rest) = running.terminate(LIMIT);
     let Some(status) = status else {
         panic!("gateway did not exit within {LIMIT:?} of SIGTERM; killed it. stderr: {rest:?}");
     };
@@ -226,4 +291,41 @@ exporters = ["debug/console"]
             .any(|l| l.contains("Gateway stopped.") && l.contains("drained")),
         "{rest:?}"
     );
+}
+
+#[test]
+fn sigterm_exits_in_bounded_time_while_silent_clients_stay_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let running = start(
+        &dir,
+        r#"
+[service]
+shutdown_timeout = "3s"
+[admin]
+endpoint = "127.0.0.1:0"
+[receivers.otlp.grpc]
+endpoint = "127.0.0.1:0"
+read_header_timeout = "120s"
+[receivers.otlp.http]
+endpoint = "127.0.0.1:0"
+read_header_timeout = "120s"
+[exporters.debug.console]
+[pipelines.traces]
+exporters = ["debug/console"]
+"#,
+    );
+    // Connected and silent, for longer than the whole shutdown may take.
+    let _grpc = std::net::TcpStream::connect(running.addr("grpc_addr")).expect("connects");
+    let _http = std::net::TcpStream::connect(running.addr("http_addr")).expect("connects");
+    std::thread::sleep(Duration::from_millis(200));
+    let sent = Instant::now();
+    // shutdown_timeout, plus the forced stop after it, plus slack for a loaded machine.
+    let (status, rest) = running.terminate(Duration::from_secs(3 + 2 + 3));
+    let Some(status) = status else {
+        panic!(
+            "still running {:?} after SIGTERM; killed it. stderr: {rest:?}",
+            sent.elapsed()
+        );
+    };
+    assert_eq!(status.code(), Some(0), "{rest:?}");
 }
