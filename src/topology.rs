@@ -28,7 +28,9 @@ use crate::queue::retry::RetryPolicy;
 use crate::receiver::grpc::GrpcReceiver;
 use crate::receiver::http::HttpReceiver;
 use crate::receiver::server::Shutdown;
-use crate::telemetry::metrics::{QUEUE_CAPACITY, QUEUE_ITEMS};
+use crate::telemetry::metrics::{
+    QUEUE_CAPACITY, QUEUE_ITEMS, RECEIVER_INFLIGHT_BYTES, RECEIVER_INFLIGHT_CAPACITY,
+};
 use crate::telemetry::{metrics_handle, AdminServer, Readiness};
 
 use crate::pipeline::branch::{spawn_branch, BranchSettings, BranchTasks};
@@ -170,6 +172,8 @@ impl Gateway {
             .into_iter()
             .map(|(_, budget, labels)| (budget, labels))
             .collect();
+        let inflight = ingest.inflight().clone();
+        gauge!(RECEIVER_INFLIGHT_CAPACITY).set(inflight.capacity() as f64);
         let stop_gauges = stop_admin.clone();
         admin.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
@@ -178,6 +182,7 @@ impl Gateway {
                     _ = tick.tick() => {}
                     _ = stop_gauges.cancelled() => return,
                 }
+                gauge!(RECEIVER_INFLIGHT_BYTES).set(inflight.used() as f64);
                 for (budget, labels) in &gauges {
                     gauge!(QUEUE_ITEMS, labels).set(budget.used() as f64);
                 }

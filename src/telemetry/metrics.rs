@@ -21,6 +21,11 @@ pub const RECEIVER_REQUESTS_REFUSED: &str = "otlp_gateway_receiver_requests_refu
 pub const RECEIVER_REQUEST_DURATION: &str = "otlp_gateway_receiver_request_duration_seconds";
 /// Received body size before decompression, by `signal`, `transport`.
 pub const RECEIVER_REQUEST_BYTES: &str = "otlp_gateway_receiver_request_bytes";
+/// Bytes that requests being read and decoded hold in `max_inflight_bytes`
+/// (bodies, decompressed copies, decoded output), refreshed every second.
+pub const RECEIVER_INFLIGHT_BYTES: &str = "otlp_gateway_receiver_inflight_bytes";
+/// `max_inflight_bytes`.
+pub const RECEIVER_INFLIGHT_CAPACITY: &str = "otlp_gateway_receiver_inflight_capacity_bytes";
 /// Open client connections, by `transport`.
 pub const RECEIVER_CONNECTIONS: &str = "otlp_gateway_receiver_connections";
 /// Client connections closed, by `transport` and `reason` (`client`, `error`,
@@ -102,6 +107,11 @@ pub fn describe() {
     describe_counter!(STAGE_ITEMS_OUT, "Items leaving a pipeline stage.");
     describe_counter!(STAGE_ERRORS, "Batches a stage failed on.");
     describe_gauge!(RECEIVER_CONNECTIONS, "Open client connections.");
+    describe_gauge!(
+        RECEIVER_INFLIGHT_BYTES,
+        "Bytes held by requests being read and decoded."
+    );
+    describe_gauge!(RECEIVER_INFLIGHT_CAPACITY, "max_inflight_bytes.");
     describe_counter!(
         RECEIVER_CONNECTIONS_CLOSED,
         "Client connections closed, by reason."
