@@ -34,10 +34,17 @@ use crate::telemetry::metrics::{
 use crate::telemetry::{metrics_handle, AdminServer, Readiness};
 
 use crate::pipeline::branch::{spawn_branch, BranchSettings, BranchTasks};
-use crate::pipeline::{FanOut, Ingest, SignalPipeline, Submission};
+use crate::pipeline::{spawn_stage, Downstream, FanOut, Ingest, SignalPipeline, Submission};
+use crate::sampling::{TailSampler, TailSamplingConfig};
 
 /// Submissions waiting for a signal task; beyond this, receivers answer retryable.
 const SIGNAL_CHANNEL: usize = 64;
+
+/// Spans the tail sampler may hold (its fan-out budget): room for
+/// `num_traces` traces of 64 spans, at least a million spans.
+fn sampling_budget(config: &TailSamplingConfig) -> u64 {
+    (config.num_traces as u64).saturating_mul(64).max(1 << 20)
+}
 
 /// After the drain deadline: how long export attempts in flight may still take before they are cut.
 pub const FORCED_STOP: Duration = Duration::from_secs(2);
@@ -51,6 +58,8 @@ pub enum StartError {
         #[source]
         source: crate::exporter::BuildError,
     },
+    #[error("tail sampling")]
+    Sampling(#[source] crate::sampling::policy::PolicyError),
     #[error("pipeline {signal} names unknown exporter {id}")]
     UnknownExporter { signal: Signal, id: String },
     #[error("receiver")]
@@ -135,17 +144,27 @@ impl Gateway {
                 queues.push((format!("{id} ({signal})"), target.budget.clone(), labels));
                 targets.push(target);
             }
+            let fanout = match (&config.processors.tail_sampling, signal) {
+                // The sampler stands in front of the exporters, with its own budget.
+                (Some(sampling), Signal::Traces) => {
+                    let sampler = TailSampler::new(sampling).map_err(StartError::Sampling)?;
+                    let stage = spawn_stage(
+                        sampler,
+                        sampling_budget(sampling),
+                        Downstream::FanOut(FanOut::new(signal, targets)),
+                        abort_export.clone(),
+                        &mut pipelines,
+                    );
+                    FanOut::new(signal, vec![stage])
+                }
+                _ => FanOut::new(signal, targets),
+            };
             let (tx, rx) = mpsc::channel(SIGNAL_CHANNEL);
             senders[slot] = Some(tx);
             pipelines.spawn(
-                SignalPipeline::new(
-                    signal,
-                    Vec::new(),
-                    FanOut::new(signal, targets),
-                    retry_after,
-                )
-                .with_abort(abort_export.clone())
-                .run(rx),
+                SignalPipeline::new(signal, Vec::new(), fanout, retry_after)
+                    .with_abort(abort_export.clone())
+                    .run(rx),
             );
         }
         let BranchTasks {

@@ -57,7 +57,13 @@ fn shipped_config_values_are_the_defaults() {
         "[exporters.debug.console]\n\
          [pipelines.traces]\nexporters = [\"debug/console\"]\n\
          [pipelines.metrics]\nexporters = [\"debug/console\"]\n\
-         [pipelines.logs]\nexporters = [\"debug/console\"]\n",
+         [pipelines.logs]\nexporters = [\"debug/console\"]\n\
+         [processors.tail_sampling]\ndecision = \"first_match\"\n\
+         [[processors.tail_sampling.policies]]\nname = \"errors\"\ntype = \"status_code\"\nstatus_code = { status_codes = [\"ERROR\"] }\n\
+         [[processors.tail_sampling.policies]]\nname = \"vip-users\"\ntype = \"boolean_attribute\"\nboolean_attribute = { key = \"user.vip\", value = true }\n\
+         [[processors.tail_sampling.policies]]\nname = \"high-value-orders\"\ntype = \"numeric_attribute\"\n\
+         numeric_attribute = { key = \"order.amount\", min_value = 1000, min_inclusive = false }\n\
+         [[processors.tail_sampling.policies]]\nname = \"baseline\"\ntype = \"probabilistic\"\nprobabilistic = { sampling_percentage = 10 }\n",
         "minimal",
     )
     .unwrap();
@@ -68,6 +74,9 @@ fn shipped_config_values_are_the_defaults() {
 fn shipped_config_is_described_with_every_resolved_value() {
     let (config, _) = config::load_and_validate(&root().join("config.toml")).unwrap();
     let batch = "batch(send_batch_size=8192, send_batch_max_size=0 (no limit), timeout=200ms)";
+    let sampling = "tail_sampling(decision_wait=10s, decision_wait_after_root=2s, decision=first_match, \
+                    num_traces=50000, max_buffered_bytes=256.0 MiB, policies=[errors (status_code), \
+                    vip-users (boolean_attribute), high-value-orders (numeric_attribute), baseline (probabilistic)])";
     assert_eq!(
         config::describe(&config),
         format!(
@@ -76,7 +85,7 @@ fn shipped_config_is_described_with_every_resolved_value() {
              otlp/http 127.0.0.1:4318 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections, header timeout 10s, body timeout 30s, idle timeout 1m, h2 ping every 30s (timeout 10s), tcp keepalive 1m), retry_after 1s, max_inflight_bytes 256.0 MiB\n\
              admin: 127.0.0.1:8888 (/ready fails while a queue is over 90% full)\n\
              exporter debug/console: basic, queue 200000 items, 4 consumers\n\
-             pipeline traces: receivers [otlp] -> {batch} -> exporters [debug/console]\n\
+             pipeline traces: receivers [otlp] -> {sampling} -> {batch} -> exporters [debug/console]\n\
              pipeline metrics: receivers [otlp] -> {batch} -> exporters [debug/console]\n\
              pipeline logs: receivers [otlp] -> {batch} -> exporters [debug/console]\n"
         )

@@ -75,6 +75,9 @@ pub struct ProcessorsConfig {
     /// `[processors.batch]`, applied in front of every exporter. Default: all defaults.
     #[serde(default)]
     pub batch: BatchConfig,
+    /// `[processors.tail_sampling]`: when present, the traces pipeline samples whole traces.
+    /// Default: absent (every span goes on).
+    pub tail_sampling: Option<crate::sampling::TailSamplingConfig>,
 }
 
 /// `[pipelines]`: which exporters each signal goes to.

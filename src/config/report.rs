@@ -88,11 +88,17 @@ pub fn describe(config: &Config) -> String {
     );
     for signal in Signal::ALL {
         match config.pipelines.get(signal) {
-            Some(pipeline) => out.push_str(&format!(
-                "pipeline {}: receivers [otlp] -> {batch} -> exporters [{}]\n",
-                signal.as_str(),
-                pipeline.exporters.join(", ")
-            )),
+            Some(pipeline) => {
+                let sampling = match (&config.processors.tail_sampling, signal) {
+                    (Some(sampling), Signal::Traces) => format!("{} -> ", sampling.describe()),
+                    _ => String::new(),
+                };
+                out.push_str(&format!(
+                    "pipeline {}: receivers [otlp] -> {sampling}{batch} -> exporters [{}]\n",
+                    signal.as_str(),
+                    pipeline.exporters.join(", ")
+                ))
+            }
             None => out.push_str(&format!("pipeline {}: not defined\n", signal.as_str())),
         }
     }

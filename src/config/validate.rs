@@ -46,6 +46,16 @@ impl Validate for Config {
         self.processors
             .batch
             .validate(&join(path, "processors.batch"), errors);
+        if let Some(sampling) = &self.processors.tail_sampling {
+            let sampling_path = join(path, "processors.tail_sampling");
+            sampling.validate(&sampling_path, errors);
+            if self.pipelines.traces.is_none() {
+                errors.push(ConfigError::new(
+                    sampling_path,
+                    "tail sampling needs a traces pipeline ([pipelines.traces])",
+                ));
+            }
+        }
         for exporter in self.exporters.iter() {
             let exporter_path = join(path, &exporter.path());
             if !is_exporter_name(exporter.name) {

@@ -40,6 +40,18 @@ pub const STAGE_ERRORS: &str = "otlp_gateway_stage_errors_total";
 /// target did, or given up at shutdown, by `stage`, `signal`, `reason`.
 pub const STAGE_ITEMS_DROPPED: &str = "otlp_gateway_stage_items_dropped_total";
 
+// --- tail sampling ---
+/// Traces decided, by `policy` (the one that decided; empty when none matched),
+/// `decision` (`keep`/`drop`) and `trigger` (`early`, `decision_wait`,
+/// `max_trace_bytes`, `buffer_full`, `shutdown`).
+pub const SAMPLING_DECISIONS: &str = "otlp_gateway_sampling_decisions_total";
+/// Decisions forced before their time by a bound, by `reason`.
+pub const SAMPLING_FORCED: &str = "otlp_gateway_sampling_forced_decisions_total";
+/// Spans that arrived after their trace was decided, by the cached `decision`.
+pub const SAMPLING_LATE_SPANS: &str = "otlp_gateway_sampling_late_spans_total";
+/// Traces waiting for a decision.
+pub const SAMPLING_TRACES_HELD: &str = "otlp_gateway_sampling_traces_held";
+
 // --- batcher ---
 /// Items per flushed batch, by `exporter`, `signal`.
 pub const BATCH_ITEMS: &str = "otlp_gateway_batch_items";

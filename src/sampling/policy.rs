@@ -1,0 +1,418 @@
+//! Sampling policies compiled from their config, and the decision over a
+//! trace: pure functions, testable without a runtime.
+//!
+//! A policy reads spans through `model::view` (attributes of the span and of
+//! its resource, status, kind, name, times) without decoding them.
+
+use regex::RegexSet;
+
+use crate::model::regroup::SpanRef;
+use crate::model::view::{AnyValueRef, SpanView, TraceId};
+
+use super::config::{DecisionMode, PolicyConfig, PolicyType};
+
+/// A compiled policy.
+#[derive(Debug)]
+pub enum Policy {
+    Always,
+    /// Any span whose status code (proto numbering: UNSET 0, OK 1, ERROR 2) is listed.
+    Status(Vec<i32>),
+    /// Any span (or its resource) whose string `key` is one of `values` (or matches).
+    StringAttribute {
+        key: String,
+        values: Vec<String>,
+        regexes: Option<RegexSet>,
+        invert: bool,
+    },
+    BooleanAttribute {
+        key: String,
+        value: bool,
+    },
+    /// Any span (or its resource) whose number `key` is within the bounds; `true` = inclusive.
+    NumericAttribute {
+        key: String,
+        min: Option<(f64, bool)>,
+        max: Option<(f64, bool)>,
+    },
+    /// The trace lasts at least this many nanoseconds.
+    Latency(u64),
+    SpanCount {
+        min: u64,
+        max: Option<u64>,
+    },
+    /// Traces whose id hash (with the salt) falls below `threshold` of `u64::MAX`.
+    Probabilistic {
+        threshold: u64,
+        salt: Vec<u8>,
+    },
+    And(Vec<Policy>),
+    Not(Box<Policy>),
+    /// Every sub-policy matches: the trace is dropped.
+    Drop(Vec<Policy>),
+}
+
+/// Why a compiled policy could not be built (config validation reports these first).
+#[derive(Debug, thiserror::Error)]
+#[error("policy {name}: {problem}")]
+pub struct PolicyError {
+    pub name: String,
+    pub problem: String,
+}
+
+impl Policy {
+    /// Compiles `config`.
+    ///
+    /// # Errors
+    /// [`PolicyError`] when the type's table is missing or a regex does not compile.
+    pub fn compile(config: &PolicyConfig) -> Result<Policy, PolicyError> {
+        let fail = |problem: String| PolicyError {
+            name: config.name.clone(),
+            problem,
+        };
+        let missing = || fail(format!("missing `{}` table", config.kind.as_str()));
+        Ok(match config.kind {
+            PolicyType::AlwaysSample => Policy::Always,
+            PolicyType::StatusCode => {
+                let p = config.status_code.as_ref().ok_or_else(missing)?;
+                Policy::Status(
+                    p.status_codes
+                        .iter()
+                        .map(|code| match code.as_str() {
+                            "UNSET" => Ok(0),
+                            "OK" => Ok(1),
+                            "ERROR" => Ok(2),
+                            other => Err(fail(format!("unknown status code {other}"))),
+                        })
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            PolicyType::StringAttribute => {
+                let p = config.string_attribute.as_ref().ok_or_else(missing)?;
+                let regexes = if p.enabled_regex_matching {
+                    Some(RegexSet::new(&p.values).map_err(|e| fail(e.to_string()))?)
+                } else {
+                    None
+                };
+                Policy::StringAttribute {
+                    key: p.key.clone(),
+                    values: p.values.clone(),
+                    regexes,
+                    invert: p.invert_match,
+                }
+            }
+            PolicyType::BooleanAttribute => {
+                let p = config.boolean_attribute.as_ref().ok_or_else(missing)?;
+                Policy::BooleanAttribute {
+                    key: p.key.clone(),
+                    value: p.value,
+                }
+            }
+            PolicyType::NumericAttribute => {
+                let p = config.numeric_attribute.as_ref().ok_or_else(missing)?;
+                Policy::NumericAttribute {
+                    key: p.key.clone(),
+                    min: p.min_value.map(|v| (v, p.min_inclusive)),
+                    max: p.max_value.map(|v| (v, p.max_inclusive)),
+                }
+            }
+            PolicyType::Latency => {
+                let p = config.latency.as_ref().ok_or_else(missing)?;
+                Policy::Latency(p.threshold_ms.saturating_mul(1_000_000))
+            }
+            PolicyType::SpanCount => {
+                let p = config.span_count.as_ref().ok_or_else(missing)?;
+                Policy::SpanCount {
+                    min: p.min_spans,
+                    max: p.max_spans,
+                }
+            }
+            PolicyType::Probabilistic => {
+                let p = config.probabilistic.as_ref().ok_or_else(missing)?;
+                Policy::Probabilistic {
+                    threshold: share_threshold(p.sampling_percentage),
+                    salt: p.hash_salt.as_bytes().to_vec(),
+                }
+            }
+            PolicyType::And => {
+                let p = config.and.as_ref().ok_or_else(missing)?;
+                Policy::And(
+                    p.and_sub_policy
+                        .iter()
+                        .map(Policy::compile)
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            PolicyType::Not => {
+                let p = config.not.as_ref().ok_or_else(missing)?;
+                Policy::Not(Box::new(Policy::compile(&p.not_sub_policy)?))
+            }
+            PolicyType::Drop => {
+                let p = config.drop.as_ref().ok_or_else(missing)?;
+                Policy::Drop(
+                    p.drop_sub_policy
+                        .iter()
+                        .map(Policy::compile)
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+        })
+    }
+
+    /// Whether one span alone proves the policy matches its trace (so the
+    /// trace can be kept the moment that span arrives).
+    pub fn decides_on_a_span(&self) -> bool {
+        match self {
+            Policy::Status(_)
+            | Policy::BooleanAttribute { .. }
+            | Policy::NumericAttribute { .. } => true,
+            Policy::StringAttribute { invert, .. } => !invert,
+            _ => false,
+        }
+    }
+
+    /// Whether `span` matches a span-level policy.
+    pub fn span_matches(&self, span: &SpanView<'_>) -> bool {
+        match self {
+            Policy::Status(codes) => codes.contains(&span.status_code()),
+            Policy::StringAttribute {
+                key,
+                values,
+                regexes,
+                ..
+            } => attribute(span, key)
+                .and_then(|v| v.as_str())
+                .is_some_and(|s| match regexes {
+                    Some(set) => set.is_match(s),
+                    None => values.iter().any(|v| v == s),
+                }),
+            Policy::BooleanAttribute { key, value } => {
+                attribute(span, key).and_then(|v| v.as_bool()) == Some(*value)
+            }
+            Policy::NumericAttribute { key, min, max } => attribute(span, key)
+                .and_then(|v| v.as_f64())
+                .is_some_and(|v| within(v, *min, *max)),
+            _ => false,
+        }
+    }
+
+    /// Whether the policy matches the whole trace.
+    pub fn matches(&self, trace: &TraceSpans<'_>) -> bool {
+        match self {
+            Policy::Always => true,
+            Policy::StringAttribute { invert: true, .. } => {
+                !trace.spans.iter().any(|s| self.span_matches(&s.span()))
+            }
+            Policy::Status(_)
+            | Policy::StringAttribute { .. }
+            | Policy::BooleanAttribute { .. }
+            | Policy::NumericAttribute { .. } => {
+                trace.spans.iter().any(|s| self.span_matches(&s.span()))
+            }
+            Policy::Latency(threshold) => {
+                trace.max_end.saturating_sub(trace.min_start) >= *threshold
+            }
+            Policy::SpanCount { min, max } => {
+                let n = trace.spans.len() as u64;
+                n >= *min && max.is_none_or(|max| n <= max)
+            }
+            Policy::Probabilistic { threshold, salt } => {
+                trace_hash(trace.trace_id, salt) < *threshold
+            }
+            Policy::And(all) | Policy::Drop(all) => all.iter().all(|p| p.matches(trace)),
+            Policy::Not(inner) => !inner.matches(trace),
+        }
+    }
+}
+
+/// A span attribute, else the same attribute of its resource.
+fn attribute<'a>(span: &SpanView<'a>, key: &str) -> Option<AnyValueRef<'a>> {
+    span.attribute(key)
+        .or_else(|| span.resource().attribute(key))
+}
+
+fn within(value: f64, min: Option<(f64, bool)>, max: Option<(f64, bool)>) -> bool {
+    let above = match min {
+        Some((bound, true)) => value >= bound,
+        Some((bound, false)) => value > bound,
+        None => true,
+    };
+    let below = match max {
+        Some((bound, true)) => value <= bound,
+        Some((bound, false)) => value < bound,
+        None => true,
+    };
+    above && below
+}
+
+/// `percentage` of `u64::MAX`.
+pub fn share_threshold(percentage: f64) -> u64 {
+    if percentage >= 100.0 {
+        u64::MAX
+    } else if percentage <= 0.0 {
+        0
+    } else {
+        (percentage / 100.0 * u64::MAX as f64) as u64
+    }
+}
+
+/// FNV-1a over the salt and the trace id: stable across processes and
+/// versions (so every gateway decides a trace the same way), unlike std's
+/// randomly keyed hasher. Hand-written: eight lines, no crate needed.
+pub fn trace_hash(trace_id: &TraceId, salt: &[u8]) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in salt.iter().chain(trace_id.iter()) {
+        hash ^= u64::from(*byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    // FNV's low bits mix poorly for similar inputs: finish with a multiply-xorshift.
+    hash ^= hash >> 33;
+    hash = hash.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    hash ^ (hash >> 33)
+}
+
+/// What a decision looks at: the trace's spans and its time span.
+#[derive(Debug)]
+pub struct TraceSpans<'a> {
+    pub trace_id: &'a TraceId,
+    pub spans: &'a [SpanRef],
+    pub min_start: u64,
+    pub max_end: u64,
+}
+
+/// The outcome for one trace, with the index of the policy that decided it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    Keep(usize),
+    /// Dropped by a `drop` policy, or (`None`) because no policy matched.
+    Drop(Option<usize>),
+}
+
+/// The configured policies in order, with their names and how they combine.
+#[derive(Debug)]
+pub struct Policies {
+    policies: Vec<(String, Policy)>,
+    mode: DecisionMode,
+    /// Top-level policies that may keep a trace on a single span.
+    early: Vec<usize>,
+}
+
+impl Policies {
+    /// Compiles every policy.
+    ///
+    /// # Errors
+    /// [`PolicyError`] for the first policy that does not compile.
+    pub fn compile(configs: &[PolicyConfig], mode: DecisionMode) -> Result<Policies, PolicyError> {
+        let policies: Vec<(String, Policy)> = configs
+            .iter()
+            .map(|c| Ok((c.name.clone(), Policy::compile(c)?)))
+            .collect::<Result<_, PolicyError>>()?;
+        let is_drop = |p: &Policy| matches!(p, Policy::Drop(_));
+        let early = policies
+            .iter()
+            .enumerate()
+            .filter(|(i, (_, policy))| {
+                policy.decides_on_a_span()
+                    && match mode {
+                        // Any drop policy could still veto later spans.
+                        DecisionMode::Any => !policies.iter().any(|(_, p)| is_drop(p)),
+                        // Whatever matches first would keep too, unless a drop comes before.
+                        DecisionMode::FirstMatch => !policies[..*i].iter().any(|(_, p)| is_drop(p)),
+                    }
+            })
+            .map(|(i, _)| i)
+            .collect();
+        Ok(Policies {
+            policies,
+            mode,
+            early,
+        })
+    }
+
+    /// The name of policy `index`.
+    pub fn name(&self, index: usize) -> &str {
+        self.policies
+            .get(index)
+            .map_or("", |(name, _)| name.as_str())
+    }
+
+    pub fn len(&self) -> usize {
+        self.policies.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.policies.is_empty()
+    }
+
+    /// A policy that keeps the trace of `span` on this span alone, if any.
+    pub fn early_keep(&self, span: &SpanView<'_>) -> Option<usize> {
+        self.early
+            .iter()
+            .copied()
+            .find(|&i| self.policies[i].1.span_matches(span))
+    }
+
+    /// Decides a whole trace.
+    pub fn decide(&self, trace: &TraceSpans<'_>) -> Decision {
+        match self.mode {
+            DecisionMode::FirstMatch => {
+                for (i, (_, policy)) in self.policies.iter().enumerate() {
+                    if policy.matches(trace) {
+                        return match policy {
+                            Policy::Drop(_) => Decision::Drop(Some(i)),
+                            _ => Decision::Keep(i),
+                        };
+                    }
+                }
+                Decision::Drop(None)
+            }
+            DecisionMode::Any => {
+                let mut keep = None;
+                for (i, (_, policy)) in self.policies.iter().enumerate() {
+                    match policy {
+                        Policy::Drop(_) if policy.matches(trace) => return Decision::Drop(Some(i)),
+                        Policy::Drop(_) => {}
+                        _ if keep.is_none() && policy.matches(trace) => keep = Some(i),
+                        _ => {}
+                    }
+                }
+                keep.map_or(Decision::Drop(None), Decision::Keep)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numeric_bounds_respect_open_and_closed_ends() {
+        let over = |v| within(v, Some((1000.0, false)), None);
+        assert!(over(1000.01));
+        assert!(!over(1000.0));
+        assert!(!over(999.0));
+        let closed = |v| within(v, Some((10.0, true)), Some((20.0, true)));
+        assert!(closed(10.0) && closed(20.0) && !closed(20.5));
+        let open_max = |v| within(v, None, Some((20.0, false)));
+        assert!(open_max(19.99) && !open_max(20.0));
+    }
+
+    #[test]
+    fn the_share_is_close_to_the_percentage_and_stable() {
+        let threshold = share_threshold(10.0);
+        let kept = (0u32..100_000)
+            .filter(|i| {
+                let mut id = [0u8; 16];
+                id[..4].copy_from_slice(&i.to_be_bytes());
+                id[15] = 1;
+                trace_hash(&id, b"") < threshold
+            })
+            .count();
+        assert!((9_000..=11_000).contains(&kept), "{kept}");
+        let id = [7u8; 16];
+        assert_eq!(trace_hash(&id, b"s"), trace_hash(&id, b"s"));
+        assert_ne!(trace_hash(&id, b"s"), trace_hash(&id, b"t"));
+        assert_eq!(share_threshold(100.0), u64::MAX);
+        assert_eq!(share_threshold(0.0), 0);
+    }
+}

@@ -1,0 +1,597 @@
+//! [`TailSampler`]: the timed stage that holds spans per trace until their
+//! trace is decided.
+//!
+//! - A trace is decided `decision_wait` after its first span, or
+//!   `decision_wait_after_root` after its root span arrived, if sooner.
+//! - Early keep: a span that a span-level policy keeps (an error, a VIP, a
+//!   high amount) keeps its trace at once: what is buffered goes out with it,
+//!   and the trace's later spans follow without waiting.
+//! - Late spans follow the cached decision (bounded FIFO caches of kept and
+//!   dropped trace ids).
+//! - Bounds: past `num_traces` traces or `max_buffered_bytes` bytes, the
+//!   oldest traces are decided early by the same policies; a trace past
+//!   `max_trace_bytes` is decided at once. Every forced decision is counted.
+//!   Each buffered span also holds one item of the stage's budget, so a full
+//!   sampler refuses new data retryably at the fan-out in front of it.
+//! - At shutdown every pending trace is decided and flushed.
+//!
+//! Buffered spans are copied out of their request (`SpanRef::compact`), so a
+//! held span costs its own bytes, not the whole request it came in.
+
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+
+use metrics::{counter, gauge};
+use tokio::time::Instant;
+
+use crate::budget::Reservation;
+use crate::model::regroup::{split_by_trace, BatchBuilder, SpanRef};
+use crate::model::view::TraceId;
+use crate::model::{Context, Envelope, Signal};
+use crate::queue::QueuedBatch;
+use crate::stage::{StageError, Transform};
+use crate::telemetry::metrics::{
+    SAMPLING_DECISIONS, SAMPLING_FORCED, SAMPLING_LATE_SPANS, SAMPLING_TRACES_HELD,
+};
+
+use super::config::TailSamplingConfig;
+use super::policy::{Decision, Policies, PolicyError, TraceSpans};
+
+/// What made a trace be decided (the `trigger` label).
+mod trigger {
+    pub const EARLY: &str = "early";
+    pub const WAIT: &str = "decision_wait";
+    pub const TRACE_BYTES: &str = "max_trace_bytes";
+    pub const BUFFER_FULL: &str = "buffer_full";
+    pub const SHUTDOWN: &str = "shutdown";
+}
+
+/// A trace waiting for its decision.
+#[derive(Debug)]
+struct Pending {
+    spans: Vec<SpanRef>,
+    bytes: usize,
+    first: Instant,
+    root_at: Option<Instant>,
+    min_start: u64,
+    max_end: u64,
+    /// One item per buffered span, in the stage's budget.
+    reservation: Reservation,
+    context: Context,
+}
+
+impl Pending {
+    fn due(&self, wait: Duration, after_root: Duration) -> Instant {
+        let by_wait = self.first + wait;
+        match self.root_at {
+            Some(root) => by_wait.min(root + after_root),
+            None => by_wait,
+        }
+    }
+}
+
+/// Trace ids remembered first in, first out, up to a capacity.
+#[derive(Debug)]
+struct DecisionCache {
+    ids: HashSet<TraceId>,
+    order: VecDeque<TraceId>,
+    capacity: usize,
+}
+
+impl DecisionCache {
+    fn new(capacity: usize) -> Self {
+        DecisionCache {
+            ids: HashSet::new(),
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    fn contains(&self, id: &TraceId) -> bool {
+        self.ids.contains(id)
+    }
+
+    fn insert(&mut self, id: TraceId) {
+        if self.capacity == 0 || !self.ids.insert(id) {
+            return;
+        }
+        self.order.push_back(id);
+        while self.order.len() > self.capacity {
+            if let Some(old) = self.order.pop_front() {
+                self.ids.remove(&old);
+            }
+        }
+    }
+}
+
+/// The tail sampler of the traces pipeline.
+#[derive(Debug)]
+pub struct TailSampler {
+    policies: Policies,
+    wait: Duration,
+    after_root: Duration,
+    num_traces: usize,
+    max_bytes: usize,
+    max_trace_bytes: usize,
+    traces: HashMap<TraceId, Pending>,
+    /// Due times; entries whose trace was decided or moved are stale and skipped.
+    due: BinaryHeap<Reverse<(Instant, TraceId)>>,
+    /// Traces in arrival order, for deciding the oldest first; stale entries skipped.
+    arrival: VecDeque<TraceId>,
+    held_bytes: usize,
+    kept: DecisionCache,
+    dropped: DecisionCache,
+    /// What goes out at the end of the current call, per context.
+    out: HashMap<Context, BatchBuilder>,
+}
+
+impl TailSampler {
+    /// A sampler from validated config.
+    ///
+    /// # Errors
+    /// [`PolicyError`] when a policy does not compile.
+    pub fn new(config: &TailSamplingConfig) -> Result<Self, PolicyError> {
+        Ok(TailSampler {
+            policies: Policies::compile(&config.policies, config.decision)?,
+            wait: config.decision_wait.get(),
+            after_root: config.decision_wait_after_root.get(),
+            num_traces: config.num_traces.max(1),
+            max_bytes: config.max_buffered_bytes.as_usize(),
+            max_trace_bytes: config.max_trace_bytes.as_usize(),
+            traces: HashMap::with_capacity(config.expected_new_traces_per_sec),
+            due: BinaryHeap::new(),
+            arrival: VecDeque::new(),
+            held_bytes: 0,
+            kept: DecisionCache::new(config.decision_cache.sampled_cache_size),
+            dropped: DecisionCache::new(config.decision_cache.non_sampled_cache_size),
+            out: HashMap::new(),
+        })
+    }
+
+    /// Traces waiting for a decision.
+    pub fn traces_held(&self) -> usize {
+        self.traces.len()
+    }
+
+    /// Bytes of spans waiting for a decision.
+    pub fn bytes_held(&self) -> usize {
+        self.held_bytes
+    }
+
+    fn forward(&mut self, context: &Context, span: SpanRef) {
+        self.out
+            .entry(context.clone())
+            .or_insert_with(|| BatchBuilder::new(Signal::Traces))
+            .push(span);
+    }
+
+    fn emit(&mut self, out: &mut Vec<Envelope>) {
+        for (context, builder) in self.out.drain() {
+            if !builder.is_empty() {
+                out.push(Envelope::with_context(context, builder.build()));
+            }
+        }
+        gauge!(SAMPLING_TRACES_HELD).set(self.traces.len() as f64);
+    }
+
+    /// Decides `id` (if still pending) by the policies.
+    fn decide(&mut self, id: TraceId, trigger: &'static str) {
+        let Some(pending) = self.traces.remove(&id) else {
+            return;
+        };
+        self.held_bytes = self.held_bytes.saturating_sub(pending.bytes);
+        let decision = self.policies.decide(&TraceSpans {
+            trace_id: &id,
+            spans: &pending.spans,
+            min_start: pending.min_start,
+            max_end: pending.max_end,
+        });
+        self.count(decision, trigger);
+        match decision {
+            Decision::Keep(_) => {
+                self.kept.insert(id);
+                let Pending { spans, context, .. } = pending;
+                for span in spans {
+                    self.forward(&context, span);
+                }
+            }
+            Decision::Drop(_) => self.dropped.insert(id),
+        }
+    }
+
+    fn count(&self, decision: Decision, trigger: &'static str) {
+        let (policy, outcome) = match decision {
+            Decision::Keep(i) => (self.policies.name(i).to_owned(), "keep"),
+            Decision::Drop(Some(i)) => (self.policies.name(i).to_owned(), "drop"),
+            Decision::Drop(None) => (String::new(), "drop"),
+        };
+        counter!(SAMPLING_DECISIONS, "policy" => policy, "decision" => outcome, "trigger" => trigger)
+            .increment(1);
+        if matches!(trigger, trigger::TRACE_BYTES | trigger::BUFFER_FULL) {
+            counter!(SAMPLING_FORCED, "reason" => trigger).increment(1);
+        }
+    }
+
+    /// Decides the oldest traces until both bounds hold again.
+    fn enforce_bounds(&mut self) {
+        while self.traces.len() > self.num_traces || self.held_bytes > self.max_bytes {
+            let Some(id) = self.arrival.pop_front() else {
+                return;
+            };
+            self.decide(id, trigger::BUFFER_FULL);
+        }
+    }
+}
+
+impl Transform for TailSampler {
+    type In = QueuedBatch;
+    type Out = Envelope;
+
+    fn name(&self) -> &'static str {
+        "tail_sampling"
+    }
+
+    fn process(&mut self, input: QueuedBatch, out: &mut Vec<Envelope>) -> Result<(), StageError> {
+        let QueuedBatch {
+            batch,
+            context,
+            mut reservation,
+        } = input;
+        let now = Instant::now();
+        for (id, mut span) in split_by_trace(&batch) {
+            // One item of the budget per span, released when the span leaves.
+            let item = reservation.split(1);
+            if self.kept.contains(&id) {
+                counter!(SAMPLING_LATE_SPANS, "decision" => "keep").increment(1);
+                self.forward(&context, span);
+                continue;
+            }
+            if self.dropped.contains(&id) {
+                counter!(SAMPLING_LATE_SPANS, "decision" => "drop").increment(1);
+                continue;
+            }
+            let view = span.span();
+            if let Some(policy) = self.policies.early_keep(&view) {
+                self.count(Decision::Keep(policy), trigger::EARLY);
+                self.kept.insert(id);
+                if let Some(pending) = self.traces.remove(&id) {
+                    self.held_bytes = self.held_bytes.saturating_sub(pending.bytes);
+                    for held in pending.spans {
+                        self.forward(&pending.context, held);
+                    }
+                }
+                self.forward(&context, span);
+                continue;
+            }
+            let (start, end) = (view.start_time_unix_nano(), view.end_time_unix_nano());
+            let root = view.parent_span_id().is_none_or(|p| p == [0u8; 8]);
+            span.compact();
+            let bytes = span.item().len();
+            let pending = match self.traces.get_mut(&id) {
+                Some(pending) => pending,
+                None => {
+                    self.due.push(Reverse((now + self.wait, id)));
+                    self.arrival.push_back(id);
+                    self.traces.entry(id).or_insert(Pending {
+                        spans: Vec::new(),
+                        bytes: 0,
+                        first: now,
+                        root_at: None,
+                        min_start: u64::MAX,
+                        max_end: 0,
+                        reservation: Reservation::detached(0),
+                        context: context.clone(),
+                    })
+                }
+            };
+            pending.spans.push(span);
+            pending.bytes += bytes;
+            pending.min_start = pending.min_start.min(start);
+            pending.max_end = pending.max_end.max(end);
+            pending.reservation.merge(item);
+            if root && pending.root_at.is_none() {
+                pending.root_at = Some(now);
+                let due = pending.due(self.wait, self.after_root);
+                self.due.push(Reverse((due, id)));
+            }
+            let too_big = pending.bytes > self.max_trace_bytes;
+            self.held_bytes += bytes;
+            if too_big {
+                self.decide(id, trigger::TRACE_BYTES);
+            }
+        }
+        self.enforce_bounds();
+        self.emit(out);
+        Ok(())
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        // A stale entry in front only makes `on_deadline` run early and skip it.
+        self.due.peek().map(|Reverse((due, _))| *due)
+    }
+
+    fn on_deadline(&mut self, now: Instant, out: &mut Vec<Envelope>) {
+        while let Some(Reverse((due, id))) = self.due.peek().copied() {
+            if due > now {
+                break;
+            }
+            self.due.pop();
+            let current = self
+                .traces
+                .get(&id)
+                .map(|p| p.due(self.wait, self.after_root));
+            if current.is_some_and(|current| current <= now) {
+                self.decide(id, trigger::WAIT);
+            }
+        }
+        // Arrival entries of decided traces are dropped as they reach the front.
+        while let Some(id) = self.arrival.front() {
+            if self.traces.contains_key(id) {
+                break;
+            }
+            self.arrival.pop_front();
+        }
+        self.emit(out);
+    }
+
+    fn flush(&mut self, out: &mut Vec<Envelope>) {
+        let ids: Vec<TraceId> = self.traces.keys().copied().collect();
+        for id in ids {
+            self.decide(id, trigger::SHUTDOWN);
+        }
+        self.due.clear();
+        self.arrival.clear();
+        self.emit(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Batch;
+    use crate::sampling::config::TailSamplingConfig;
+    use crate::testkit::{kv_bool, kv_double, kv_str};
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::KeyValue;
+    use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
+    use prost::Message;
+
+    const SHOP: &str = r#"
+decision_wait = "10s"
+decision_wait_after_root = "2s"
+decision = "first_match"
+[[policies]]
+name = "errors"
+type = "status_code"
+status_code = { status_codes = ["ERROR"] }
+[[policies]]
+name = "vip"
+type = "boolean_attribute"
+boolean_attribute = { key = "user.vip", value = true }
+[[policies]]
+name = "high-value"
+type = "numeric_attribute"
+numeric_attribute = { key = "order.amount", min_value = 1000, min_inclusive = false }
+[[policies]]
+name = "baseline"
+type = "probabilistic"
+probabilistic = { sampling_percentage = 10 }
+"#;
+
+    fn sampler(toml_text: &str) -> TailSampler {
+        let config: TailSamplingConfig = toml::from_str(toml_text).expect("config");
+        TailSampler::new(&config).expect("policies compile")
+    }
+
+    /// Spans `first..first + n` of trace `trace`; span 0 is the root.
+    fn spans(
+        trace: u32,
+        first: u32,
+        n: u32,
+        attributes: Vec<KeyValue>,
+        error: bool,
+    ) -> QueuedBatch {
+        let mut trace_id = [0u8; 16];
+        trace_id[..4].copy_from_slice(&trace.to_be_bytes());
+        trace_id[15] = 1;
+        let spans = (first..first + n)
+            .map(|i| {
+                let mut span_id = [0u8; 8];
+                span_id[..4].copy_from_slice(&(i + 1).to_be_bytes());
+                let mut parent = [0u8; 8];
+                parent[3] = 1;
+                Span {
+                    trace_id: trace_id.to_vec(),
+                    span_id: span_id.to_vec(),
+                    parent_span_id: if i == 0 { Vec::new() } else { parent.to_vec() },
+                    name: format!("op-{i}"),
+                    start_time_unix_nano: 1_000,
+                    end_time_unix_nano: 2_000,
+                    attributes: attributes.clone(),
+                    status: error.then(|| Status {
+                        code: status::StatusCode::Error as i32,
+                        message: String::new(),
+                    }),
+                    ..Default::default()
+                }
+            })
+            .collect();
+        let request = ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(crate::testkit::resource("checkout", 0)),
+                scope_spans: vec![ScopeSpans {
+                    spans,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let batch = Batch::decode(Signal::Traces, request.encode_to_vec().into())
+            .expect("valid")
+            .batch;
+        QueuedBatch::detached(batch)
+    }
+
+    fn items(out: &[Envelope]) -> u64 {
+        out.iter().map(Envelope::items).sum()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn must_keep_spans_keep_their_trace_at_once_and_later_spans_follow() {
+        let mut s = sampler(SHOP);
+        let mut out = Vec::new();
+        for (trace, attributes, error) in [
+            (1, vec![], true),
+            (2, vec![kv_bool("user.vip", true)], false),
+            (3, vec![kv_double("order.amount", 1000.01)], false),
+        ] {
+            // Two ordinary spans wait; the third decides the trace.
+            s.process(spans(trace, 1, 2, vec![], false), &mut out)
+                .unwrap();
+            assert_eq!(items(&out), 0, "nothing decided yet");
+            s.process(spans(trace, 3, 1, attributes, error), &mut out)
+                .unwrap();
+            assert_eq!(
+                items(&out),
+                3,
+                "trace {trace}: the buffered spans go with it"
+            );
+            out.clear();
+            // Spans 20 s later follow the decision at once.
+            tokio::time::advance(Duration::from_secs(20)).await;
+            s.process(spans(trace, 4, 2, vec![], false), &mut out)
+                .unwrap();
+            assert_eq!(items(&out), 2, "trace {trace}: late spans follow");
+            out.clear();
+        }
+        assert_eq!(s.traces_held(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_amount_of_exactly_1000_is_not_high_value() {
+        let mut s = sampler(&SHOP.replace("sampling_percentage = 10", "sampling_percentage = 0"));
+        let mut out = Vec::new();
+        s.process(
+            spans(7, 0, 3, vec![kv_double("order.amount", 1000.0)], false),
+            &mut out,
+        )
+        .unwrap();
+        tokio::time::advance(Duration::from_secs(11)).await;
+        s.on_deadline(Instant::now(), &mut out);
+        assert_eq!(items(&out), 0, "dropped at its decision");
+        // The dropped decision is cached: a late span is dropped too.
+        s.process(spans(7, 3, 1, vec![], false), &mut out).unwrap();
+        assert_eq!(items(&out), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_baseline_keeps_about_ten_percent_of_ordinary_traces_whole() {
+        let mut s = sampler(SHOP);
+        let mut out = Vec::new();
+        for trace in 0..20_000 {
+            s.process(
+                spans(trace, 0, 3, vec![kv_str("user.id", "u")], false),
+                &mut out,
+            )
+            .unwrap();
+        }
+        assert_eq!(items(&out), 0);
+        tokio::time::advance(Duration::from_secs(3)).await;
+        s.on_deadline(Instant::now(), &mut out);
+        let kept = items(&out);
+        assert_eq!(kept % 3, 0, "traces are kept whole");
+        let share = kept as f64 / 3.0 / 20_000.0;
+        assert!((0.085..=0.115).contains(&share), "baseline share {share}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trace_is_decided_after_its_root_plus_the_short_wait_or_after_decision_wait() {
+        let mut s = sampler(&SHOP.replace("sampling_percentage = 10", "sampling_percentage = 100"));
+        let mut out = Vec::new();
+        // Without its root: decided 10 s after the first span.
+        s.process(spans(1, 1, 2, vec![], false), &mut out).unwrap();
+        // With its root: decided 2 s after the root arrived.
+        s.process(spans(2, 0, 2, vec![], false), &mut out).unwrap();
+        tokio::time::advance(Duration::from_millis(2100)).await;
+        s.on_deadline(Instant::now(), &mut out);
+        assert_eq!(items(&out), 2, "the rooted trace only");
+        out.clear();
+        assert_eq!(
+            s.deadline(),
+            Some(Instant::now() + Duration::from_millis(7900))
+        );
+        tokio::time::advance(Duration::from_millis(7900)).await;
+        s.on_deadline(Instant::now(), &mut out);
+        assert_eq!(items(&out), 2, "the rootless trace at decision_wait");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bounds_decide_the_oldest_traces_early_and_shutdown_decides_the_rest() {
+        let mut s = sampler(&format!(
+            "num_traces = 10\n{}",
+            SHOP.replace("sampling_percentage = 10", "sampling_percentage = 100")
+        ));
+        let mut out = Vec::new();
+        for trace in 0..100 {
+            s.process(spans(trace, 1, 2, vec![], false), &mut out)
+                .unwrap();
+            assert!(s.traces_held() <= 10);
+        }
+        assert_eq!(
+            items(&out),
+            90 * 2,
+            "the 90 oldest were decided early (kept at 100 %)"
+        );
+        out.clear();
+        s.flush(&mut out);
+        assert_eq!(items(&out), 10 * 2, "the rest at shutdown");
+        assert_eq!((s.traces_held(), s.bytes_held()), (0, 0));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drop_policy_vetoes_in_any_mode_and_decides_in_order_in_first_match_mode() {
+        let policies = r#"
+[[policies]]
+name = "no-health"
+type = "drop"
+drop = { drop_sub_policy = [{ name = "health", type = "string_attribute", string_attribute = { key = "http.route", values = ["/health.*"], enabled_regex_matching = true } }] }
+[[policies]]
+name = "errors"
+type = "status_code"
+status_code = { status_codes = ["ERROR"] }
+"#;
+        for mode in ["any", "first_match"] {
+            let mut s = sampler(&format!("decision = \"{mode}\"\n{policies}"));
+            let mut out = Vec::new();
+            // An error on a health check: dropped (the drop policy comes first / vetoes).
+            s.process(
+                spans(1, 0, 2, vec![kv_str("http.route", "/healthz")], true),
+                &mut out,
+            )
+            .unwrap();
+            // An error elsewhere: kept.
+            s.process(
+                spans(2, 0, 2, vec![kv_str("http.route", "/cart")], true),
+                &mut out,
+            )
+            .unwrap();
+            tokio::time::advance(Duration::from_secs(11)).await;
+            s.on_deadline(Instant::now(), &mut out);
+            assert_eq!(items(&out), 2, "{mode}");
+        }
+    }
+
+    #[test]
+    fn buffered_spans_hold_one_budget_item_each_until_they_leave() {
+        let budget = crate::budget::ItemBudget::new(1000);
+        let mut s = sampler(SHOP);
+        let mut item = spans(1, 1, 4, vec![], false);
+        item.reservation = budget.try_reserve(4).unwrap();
+        let mut out = Vec::new();
+        s.process(item, &mut out).unwrap();
+        assert_eq!(budget.used(), 4);
+        s.flush(&mut out);
+        assert_eq!(budget.used(), 0);
+    }
+}
