@@ -128,6 +128,16 @@ impl ItemRef {
     pub fn compact(&mut self) {
         self.item = Bytes::copy_from_slice(&self.item);
     }
+
+    /// The item with `fields` (complete encoded fields of its message)
+    /// appended: protobuf readers take fields in any order and add repeated
+    /// ones up, so this adds an attribute without re-encoding the item.
+    pub fn append_fields(&mut self, fields: &[u8]) {
+        let mut item = Vec::with_capacity(self.item.len() + fields.len());
+        item.extend_from_slice(&self.item);
+        item.extend_from_slice(fields);
+        self.item = Bytes::from(item);
+    }
 }
 
 /// Iterator over the items of a batch, from [`split_items`].

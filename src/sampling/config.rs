@@ -107,6 +107,7 @@ pub enum PolicyType {
     Latency,
     SpanCount,
     Probabilistic,
+    RateLimiting,
     And,
     Not,
     Drop,
@@ -123,6 +124,7 @@ impl PolicyType {
             PolicyType::Latency => "latency",
             PolicyType::SpanCount => "span_count",
             PolicyType::Probabilistic => "probabilistic",
+            PolicyType::RateLimiting => "rate_limiting",
             PolicyType::And => "and",
             PolicyType::Not => "not",
             PolicyType::Drop => "drop",
@@ -144,6 +146,7 @@ pub struct PolicyConfig {
     pub latency: Option<LatencyPolicy>,
     pub span_count: Option<SpanCountPolicy>,
     pub probabilistic: Option<ProbabilisticPolicy>,
+    pub rate_limiting: Option<RateLimitingPolicy>,
     pub and: Option<AndPolicy>,
     pub not: Option<NotPolicy>,
     pub drop: Option<DropPolicy>,
@@ -221,6 +224,13 @@ pub struct ProbabilisticPolicy {
     /// Mixed into the hash; gateways that must agree use the same salt. Default none.
     #[serde(default)]
     pub hash_salt: String,
+}
+
+/// `rate_limiting`: traces while the spans they hold stay within `spans_per_second`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimitingPolicy {
+    pub spans_per_second: u64,
 }
 
 /// `and`: every sub-policy matches.
@@ -396,6 +406,16 @@ impl Validate for PolicyConfig {
                     &join(path, table),
                     "sampling_percentage",
                     format!("must be between 0 and 100, got {}", p.sampling_percentage),
+                ),
+                Some(_) => {}
+            },
+            PolicyType::RateLimiting => match &self.rate_limiting {
+                None => missing(errors),
+                Some(p) if p.spans_per_second == 0 => push(
+                    errors,
+                    &join(path, table),
+                    "spans_per_second",
+                    GREATER_THAN_ZERO,
                 ),
                 Some(_) => {}
             },

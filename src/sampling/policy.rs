@@ -4,7 +4,10 @@
 //! A policy reads spans through `model::view` (attributes of the span and of
 //! its resource, status, kind, name, times) without decoding them.
 
+use std::sync::Mutex;
+
 use regex::RegexSet;
+use tokio::time::Instant;
 
 use crate::model::regroup::SpanRef;
 use crate::model::view::{AnyValueRef, SpanView, TraceId};
@@ -44,6 +47,13 @@ pub enum Policy {
     Probabilistic {
         threshold: u64,
         salt: Vec<u8>,
+    },
+    /// Traces while their spans fit in `per_second` for the current second.
+    RateLimiting {
+        per_second: u64,
+        /// (second since `start`, spans spent in it).
+        window: Mutex<(u64, u64)>,
+        start: Instant,
     },
     And(Vec<Policy>),
     Not(Box<Policy>),
@@ -133,6 +143,14 @@ impl Policy {
                     salt: p.hash_salt.as_bytes().to_vec(),
                 }
             }
+            PolicyType::RateLimiting => {
+                let p = config.rate_limiting.as_ref().ok_or_else(missing)?;
+                Policy::RateLimiting {
+                    per_second: p.spans_per_second,
+                    window: Mutex::new((0, 0)),
+                    start: Instant::now(),
+                }
+            }
             PolicyType::And => {
                 let p = config.and.as_ref().ok_or_else(missing)?;
                 Policy::And(
@@ -217,6 +235,26 @@ impl Policy {
             }
             Policy::Probabilistic { threshold, salt } => {
                 trace_hash(trace.trace_id, salt) < *threshold
+            }
+            Policy::RateLimiting {
+                per_second,
+                window,
+                start,
+            } => {
+                let second = start.elapsed().as_secs();
+                let Ok(mut window) = window.lock() else {
+                    return false;
+                };
+                if window.0 != second {
+                    *window = (second, 0);
+                }
+                let spans = trace.spans.len() as u64;
+                if window.1.saturating_add(spans) <= *per_second {
+                    window.1 += spans;
+                    true
+                } else {
+                    false
+                }
             }
             Policy::And(all) | Policy::Drop(all) => all.iter().all(|p| p.matches(trace)),
             Policy::Not(inner) => !inner.matches(trace),

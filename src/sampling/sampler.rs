@@ -19,7 +19,7 @@
 //! held span costs its own bytes, not the whole request it came in.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;
 
 use metrics::{counter, gauge};
@@ -71,10 +71,11 @@ impl Pending {
     }
 }
 
-/// Trace ids remembered first in, first out, up to a capacity.
+/// Trace ids (with the policy that decided them) remembered first in, first
+/// out, up to a capacity.
 #[derive(Debug)]
 struct DecisionCache {
-    ids: HashSet<TraceId>,
+    ids: HashMap<TraceId, usize>,
     order: VecDeque<TraceId>,
     capacity: usize,
 }
@@ -82,18 +83,22 @@ struct DecisionCache {
 impl DecisionCache {
     fn new(capacity: usize) -> Self {
         DecisionCache {
-            ids: HashSet::new(),
+            ids: HashMap::new(),
             order: VecDeque::new(),
             capacity,
         }
     }
 
-    fn contains(&self, id: &TraceId) -> bool {
-        self.ids.contains(id)
+    fn get(&self, id: &TraceId) -> Option<usize> {
+        self.ids.get(id).copied()
     }
 
-    fn insert(&mut self, id: TraceId) {
-        if self.capacity == 0 || !self.ids.insert(id) {
+    fn contains(&self, id: &TraceId) -> bool {
+        self.ids.contains_key(id)
+    }
+
+    fn insert(&mut self, id: TraceId, policy: usize) {
+        if self.capacity == 0 || self.ids.insert(id, policy).is_some() {
             return;
         }
         self.order.push_back(id);
@@ -104,6 +109,9 @@ impl DecisionCache {
         }
     }
 }
+
+/// Policy index recorded for a drop that no policy made.
+const NO_POLICY: usize = usize::MAX;
 
 /// The tail sampler of the traces pipeline.
 #[derive(Debug)]
@@ -124,6 +132,8 @@ pub struct TailSampler {
     dropped: DecisionCache,
     /// What goes out at the end of the current call, per context.
     out: HashMap<Context, BatchBuilder>,
+    /// Per policy: the encoded span attribute naming it (`decision_attribute`), if set.
+    decision_fields: Vec<Option<Vec<u8>>>,
 }
 
 impl TailSampler {
@@ -146,6 +156,16 @@ impl TailSampler {
             kept: DecisionCache::new(config.decision_cache.sampled_cache_size),
             dropped: DecisionCache::new(config.decision_cache.non_sampled_cache_size),
             out: HashMap::new(),
+            decision_fields: config
+                .policies
+                .iter()
+                .map(|p| {
+                    config
+                        .decision_attribute
+                        .as_ref()
+                        .map(|key| decision_field(key, &p.name))
+                })
+                .collect(),
         })
     }
 
@@ -159,7 +179,11 @@ impl TailSampler {
         self.held_bytes
     }
 
-    fn forward(&mut self, context: &Context, span: SpanRef) {
+    /// Sends `span` of a trace that `policy` kept.
+    fn forward(&mut self, context: &Context, mut span: SpanRef, policy: usize) {
+        if let Some(Some(field)) = self.decision_fields.get(policy) {
+            span.append_fields(field);
+        }
         self.out
             .entry(context.clone())
             .or_insert_with(|| BatchBuilder::new(Signal::Traces))
@@ -189,14 +213,14 @@ impl TailSampler {
         });
         self.count(decision, trigger);
         match decision {
-            Decision::Keep(_) => {
-                self.kept.insert(id);
+            Decision::Keep(policy) => {
+                self.kept.insert(id, policy);
                 let Pending { spans, context, .. } = pending;
                 for span in spans {
-                    self.forward(&context, span);
+                    self.forward(&context, span, policy);
                 }
             }
-            Decision::Drop(_) => self.dropped.insert(id),
+            Decision::Drop(policy) => self.dropped.insert(id, policy.unwrap_or(NO_POLICY)),
         }
     }
 
@@ -224,6 +248,25 @@ impl TailSampler {
     }
 }
 
+/// `Span.attributes` (field 9) holding `key = policy` as a string, encoded.
+fn decision_field(key: &str, policy: &str) -> Vec<u8> {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::trace::v1::Span;
+    use prost::Message;
+    // A span with nothing but this attribute encodes to exactly that one field.
+    Span {
+        attributes: vec![KeyValue {
+            key: key.to_owned(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(policy.to_owned())),
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
 impl Transform for TailSampler {
     type In = QueuedBatch;
     type Out = Envelope;
@@ -242,9 +285,9 @@ impl Transform for TailSampler {
         for (id, mut span) in split_by_trace(&batch) {
             // One item of the budget per span, released when the span leaves.
             let item = reservation.split(1);
-            if self.kept.contains(&id) {
+            if let Some(policy) = self.kept.get(&id) {
                 counter!(SAMPLING_LATE_SPANS, "decision" => "keep").increment(1);
-                self.forward(&context, span);
+                self.forward(&context, span, policy);
                 continue;
             }
             if self.dropped.contains(&id) {
@@ -254,14 +297,14 @@ impl Transform for TailSampler {
             let view = span.span();
             if let Some(policy) = self.policies.early_keep(&view) {
                 self.count(Decision::Keep(policy), trigger::EARLY);
-                self.kept.insert(id);
+                self.kept.insert(id, policy);
                 if let Some(pending) = self.traces.remove(&id) {
                     self.held_bytes = self.held_bytes.saturating_sub(pending.bytes);
                     for held in pending.spans {
-                        self.forward(&pending.context, held);
+                        self.forward(&pending.context, held, policy);
                     }
                 }
-                self.forward(&context, span);
+                self.forward(&context, span, policy);
                 continue;
             }
             let (start, end) = (view.start_time_unix_nano(), view.end_time_unix_nano());
@@ -580,6 +623,73 @@ status_code = { status_codes = ["ERROR"] }
             s.on_deadline(Instant::now(), &mut out);
             assert_eq!(items(&out), 2, "{mode}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn kept_spans_can_name_the_policy_that_kept_them() {
+        let mut s = sampler(&format!("decision_attribute = \"sampling.policy\"\n{SHOP}"));
+        let mut out = Vec::new();
+        s.process(spans(5, 1, 2, vec![], false), &mut out).unwrap();
+        s.process(spans(5, 3, 1, vec![], true), &mut out).unwrap();
+        tokio::time::advance(Duration::from_secs(30)).await;
+        s.process(spans(5, 4, 1, vec![], false), &mut out).unwrap();
+        let batch = out.iter().fold(Batch::empty(Signal::Traces), |mut all, e| {
+            all.append(e.batch.clone());
+            all
+        });
+        let request = ExportTraceServiceRequest::decode(batch.to_bytes()).unwrap();
+        let spans: Vec<_> = request
+            .resource_spans
+            .iter()
+            .flat_map(|r| &r.scope_spans)
+            .flat_map(|s| &s.spans)
+            .collect();
+        assert_eq!(
+            spans.len(),
+            4,
+            "the buffered, the deciding and the late span"
+        );
+        for span in spans {
+            let named = span
+                .attributes
+                .iter()
+                .find(|kv| kv.key == "sampling.policy");
+            assert_eq!(
+                named.and_then(|kv| kv.value.clone()).and_then(|v| v.value),
+                Some(
+                    opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(
+                        "errors".into()
+                    )
+                )
+            );
+        }
+        assert!(
+            Batch::decode(Signal::Traces, batch.to_bytes()).is_ok(),
+            "still valid OTLP"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn rate_limiting_keeps_traces_while_their_spans_fit_in_the_second() {
+        let mut s = sampler(
+            "[[policies]]\nname = \"cap\"\ntype = \"rate_limiting\"\nrate_limiting = { spans_per_second = 10 }\n",
+        );
+        let mut out = Vec::new();
+        for trace in 0..20 {
+            s.process(spans(trace, 1, 3, vec![], false), &mut out)
+                .unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(11)).await;
+        s.on_deadline(Instant::now(), &mut out);
+        assert_eq!(items(&out), 9, "three traces of three spans fit in ten");
+        out.clear();
+        for trace in 20..40 {
+            s.process(spans(trace, 1, 3, vec![], false), &mut out)
+                .unwrap();
+        }
+        tokio::time::advance(Duration::from_secs(11)).await;
+        s.on_deadline(Instant::now(), &mut out);
+        assert_eq!(items(&out), 9, "and three more in a later second");
     }
 
     #[test]
