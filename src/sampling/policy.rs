@@ -391,10 +391,22 @@ impl Policies {
 
     /// Decides a whole trace.
     pub fn decide(&self, trace: &TraceSpans<'_>) -> Decision {
+        self.decide_with(trace, false)
+    }
+
+    /// Decides a trace none of whose spans matched an early-keep policy (the
+    /// sampler checks each span on arrival): those policies are known not to
+    /// match and are not evaluated again.
+    pub fn decide_after_early(&self, trace: &TraceSpans<'_>) -> Decision {
+        self.decide_with(trace, true)
+    }
+
+    fn decide_with(&self, trace: &TraceSpans<'_>, skip_early: bool) -> Decision {
+        let known_false = |i: usize| skip_early && self.early.contains(&i);
         match self.mode {
             DecisionMode::FirstMatch => {
                 for (i, (_, policy)) in self.policies.iter().enumerate() {
-                    if policy.matches(trace) {
+                    if !known_false(i) && policy.matches(trace) {
                         return match policy {
                             Policy::Drop(_) => Decision::Drop(Some(i)),
                             _ => Decision::Keep(i),
@@ -409,7 +421,9 @@ impl Policies {
                     match policy {
                         Policy::Drop(_) if policy.matches(trace) => return Decision::Drop(Some(i)),
                         Policy::Drop(_) => {}
-                        _ if keep.is_none() && policy.matches(trace) => keep = Some(i),
+                        _ if keep.is_none() && !known_false(i) && policy.matches(trace) => {
+                            keep = Some(i)
+                        }
                         _ => {}
                     }
                 }

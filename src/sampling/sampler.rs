@@ -205,7 +205,8 @@ impl TailSampler {
             return;
         };
         self.held_bytes = self.held_bytes.saturating_sub(pending.bytes);
-        let decision = self.policies.decide(&TraceSpans {
+        // Every span was checked against the early-keep policies on arrival.
+        let decision = self.policies.decide_after_early(&TraceSpans {
             trace_id: &id,
             spans: &pending.spans,
             min_start: pending.min_start,
