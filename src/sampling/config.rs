@@ -47,6 +47,14 @@ pub struct TailSamplingConfig {
     pub decision_cache: DecisionCacheConfig,
     /// Set this span attribute to the name of the policy that kept the trace. Default none.
     pub decision_attribute: Option<String>,
+    /// Adaptive baseline: when set, the share of every `probabilistic` policy moves between
+    /// `min_percent` and `max_percent` so that kept spans per second track this target, while
+    /// the other policies keep everything they match. Default none (the shares as written).
+    pub target_spans_per_second: Option<u64>,
+    /// Lowest baseline share, in percent. Default `5`.
+    pub min_percent: f64,
+    /// Highest baseline share, in percent. Default `100`.
+    pub max_percent: f64,
     /// The policies, in order. At least one.
     pub policies: Vec<PolicyConfig>,
 }
@@ -63,6 +71,9 @@ impl Default for TailSamplingConfig {
             decision: DecisionMode::Any,
             decision_cache: DecisionCacheConfig::default(),
             decision_attribute: None,
+            target_spans_per_second: None,
+            min_percent: 5.0,
+            max_percent: 100.0,
             policies: Vec::new(),
         }
     }
@@ -275,6 +286,35 @@ impl Validate for TailSamplingConfig {
         }
         if self.policies.is_empty() {
             push(errors, path, "policies", "at least one policy is required");
+        }
+        if !(0.0..=100.0).contains(&self.min_percent) {
+            push(
+                errors,
+                path,
+                "min_percent",
+                format!("must be between 0 and 100, got {}", self.min_percent),
+            );
+        }
+        if !(0.0..=100.0).contains(&self.max_percent) {
+            push(
+                errors,
+                path,
+                "max_percent",
+                format!("must be between 0 and 100, got {}", self.max_percent),
+            );
+        } else if self.min_percent > self.max_percent {
+            push(
+                errors,
+                path,
+                "min_percent",
+                format!(
+                    "must not be greater than max_percent ({})",
+                    self.max_percent
+                ),
+            );
+        }
+        if self.target_spans_per_second == Some(0) {
+            push(errors, path, "target_spans_per_second", GREATER_THAN_ZERO);
         }
         for (i, policy) in self.policies.iter().enumerate() {
             policy.validate(&format!("{}[{i}]", join(path, "policies")), errors);

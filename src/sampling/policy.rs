@@ -4,6 +4,7 @@
 //! A policy reads spans through `model::view` (attributes of the span and of
 //! its resource, status, kind, name, times) without decoding them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use regex::RegexSet;
@@ -43,9 +44,10 @@ pub enum Policy {
         min: u64,
         max: Option<u64>,
     },
-    /// Traces whose id hash (with the salt) falls below `threshold` of `u64::MAX`.
+    /// Traces whose id hash (with the salt) falls below `threshold` of `u64::MAX`;
+    /// the adaptive baseline moves the threshold.
     Probabilistic {
-        threshold: u64,
+        threshold: AtomicU64,
         salt: Vec<u8>,
     },
     /// Traces while their spans fit in `per_second` for the current second.
@@ -139,7 +141,7 @@ impl Policy {
             PolicyType::Probabilistic => {
                 let p = config.probabilistic.as_ref().ok_or_else(missing)?;
                 Policy::Probabilistic {
-                    threshold: share_threshold(p.sampling_percentage),
+                    threshold: AtomicU64::new(share_threshold(p.sampling_percentage)),
                     salt: p.hash_salt.as_bytes().to_vec(),
                 }
             }
@@ -234,7 +236,7 @@ impl Policy {
                 n >= *min && max.is_none_or(|max| n <= max)
             }
             Policy::Probabilistic { threshold, salt } => {
-                trace_hash(trace.trace_id, salt) < *threshold
+                trace_hash(trace.trace_id, salt) < threshold.load(Ordering::Relaxed)
             }
             Policy::RateLimiting {
                 per_second,
@@ -379,6 +381,23 @@ impl Policies {
 
     pub fn is_empty(&self) -> bool {
         self.policies.is_empty()
+    }
+
+    /// Whether policy `index` is a `probabilistic` one (the baseline).
+    pub fn is_baseline(&self, index: usize) -> bool {
+        matches!(
+            self.policies.get(index),
+            Some((_, Policy::Probabilistic { .. }))
+        )
+    }
+
+    /// Sets the share of every `probabilistic` policy, in percent.
+    pub fn set_baseline_percent(&self, percent: f64) {
+        for (_, policy) in &self.policies {
+            if let Policy::Probabilistic { threshold, .. } = policy {
+                threshold.store(share_threshold(percent), Ordering::Relaxed);
+            }
+        }
     }
 
     /// A policy that keeps the trace of `span` on this span alone, if any.

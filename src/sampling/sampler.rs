@@ -32,7 +32,8 @@ use crate::model::{Context, Envelope, Signal};
 use crate::queue::QueuedBatch;
 use crate::stage::{StageError, Transform};
 use crate::telemetry::metrics::{
-    SAMPLING_DECISIONS, SAMPLING_FORCED, SAMPLING_LATE_SPANS, SAMPLING_TRACES_HELD,
+    SAMPLING_BASELINE_PERCENT, SAMPLING_DECISIONS, SAMPLING_FORCED, SAMPLING_LATE_SPANS,
+    SAMPLING_TRACES_HELD,
 };
 
 use super::config::TailSamplingConfig;
@@ -134,6 +135,43 @@ pub struct TailSampler {
     out: HashMap<Context, BatchBuilder>,
     /// Per policy: the encoded span attribute naming it (`decision_attribute`), if set.
     decision_fields: Vec<Option<Vec<u8>>>,
+    /// The adaptive baseline, when `target_spans_per_second` is set.
+    adaptive: Option<Adaptive>,
+}
+
+/// Moves the baseline share so kept spans per second track a target.
+///
+/// Each second it counts the spans kept by the must-keep policies and the
+/// spans of traces the baseline decided on; the share for the next second is
+/// what is left of the target divided by those candidates, within bounds.
+#[derive(Debug)]
+struct Adaptive {
+    target: f64,
+    min: f64,
+    max: f64,
+    percent: f64,
+    window_start: Instant,
+    must_keep_spans: u64,
+    candidate_spans: u64,
+}
+
+impl Adaptive {
+    /// Ends the window if a second has passed; returns the new share.
+    fn tick(&mut self, now: Instant) -> Option<f64> {
+        let elapsed = now.duration_since(self.window_start).as_secs_f64();
+        if elapsed < 1.0 {
+            return None;
+        }
+        if self.candidate_spans > 0 {
+            let left = (self.target - self.must_keep_spans as f64 / elapsed).max(0.0);
+            let wanted = left / (self.candidate_spans as f64 / elapsed) * 100.0;
+            self.percent = wanted.clamp(self.min, self.max);
+        }
+        self.window_start = now;
+        self.must_keep_spans = 0;
+        self.candidate_spans = 0;
+        Some(self.percent)
+    }
 }
 
 impl TailSampler {
@@ -156,6 +194,21 @@ impl TailSampler {
             kept: DecisionCache::new(config.decision_cache.sampled_cache_size),
             dropped: DecisionCache::new(config.decision_cache.non_sampled_cache_size),
             out: HashMap::new(),
+            adaptive: config.target_spans_per_second.map(|target| Adaptive {
+                target: target as f64,
+                min: config.min_percent,
+                max: config.max_percent,
+                // Starts from the share as written (the first probabilistic policy's).
+                percent: config
+                    .policies
+                    .iter()
+                    .find_map(|p| p.probabilistic.as_ref().map(|p| p.sampling_percentage))
+                    .unwrap_or(config.max_percent)
+                    .clamp(config.min_percent, config.max_percent),
+                window_start: Instant::now(),
+                must_keep_spans: 0,
+                candidate_spans: 0,
+            }),
             decision_fields: config
                 .policies
                 .iter()
@@ -167,6 +220,28 @@ impl TailSampler {
                 })
                 .collect(),
         })
+    }
+
+    /// The adaptive baseline's current share in percent, when it is on.
+    pub fn baseline_percent(&self) -> Option<f64> {
+        self.adaptive.as_ref().map(|a| a.percent)
+    }
+
+    /// Counts a decision for the adaptive baseline and moves it each second.
+    fn adapt(&mut self, decision: Decision, spans: usize, now: Instant) {
+        let Some(adaptive) = self.adaptive.as_mut() else {
+            return;
+        };
+        match decision {
+            Decision::Keep(i) if !self.policies.is_baseline(i) => {
+                adaptive.must_keep_spans += spans as u64
+            }
+            _ => adaptive.candidate_spans += spans as u64,
+        }
+        if let Some(percent) = adaptive.tick(now) {
+            self.policies.set_baseline_percent(percent);
+            gauge!(SAMPLING_BASELINE_PERCENT).set(percent);
+        }
     }
 
     /// Traces waiting for a decision.
@@ -213,6 +288,7 @@ impl TailSampler {
             max_end: pending.max_end,
         });
         self.count(decision, trigger);
+        self.adapt(decision, pending.spans.len(), Instant::now());
         match decision {
             Decision::Keep(policy) => {
                 self.kept.insert(id, policy);
@@ -288,6 +364,11 @@ impl Transform for TailSampler {
             let item = reservation.split(1);
             if let Some(policy) = self.kept.get(&id) {
                 counter!(SAMPLING_LATE_SPANS, "decision" => "keep").increment(1);
+                if let Some(adaptive) = self.adaptive.as_mut() {
+                    if !self.policies.is_baseline(policy) {
+                        adaptive.must_keep_spans += 1;
+                    }
+                }
                 self.forward(&context, span, policy);
                 continue;
             }
@@ -298,6 +379,8 @@ impl Transform for TailSampler {
             let view = span.span();
             if let Some(policy) = self.policies.early_keep(&view) {
                 self.count(Decision::Keep(policy), trigger::EARLY);
+                let held = self.traces.get(&id).map_or(0, |p| p.spans.len());
+                self.adapt(Decision::Keep(policy), held + 1, now);
                 self.kept.insert(id, policy);
                 if let Some(pending) = self.traces.remove(&id) {
                     self.held_bytes = self.held_bytes.saturating_sub(pending.bytes);
@@ -691,6 +774,38 @@ status_code = { status_codes = ["ERROR"] }
         tokio::time::advance(Duration::from_secs(11)).await;
         s.on_deadline(Instant::now(), &mut out);
         assert_eq!(items(&out), 9, "and three more in a later second");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_adaptive_baseline_tracks_the_target_within_its_bounds() {
+        // Per second: 100 error traces (300 must-keep spans) and 2000 ordinary traces (6000 spans).
+        let run = |target: u64| async move {
+            let mut s = sampler(&format!("target_spans_per_second = {target}\n{SHOP}"));
+            let mut out = Vec::new();
+            let mut trace = 0;
+            let mut kept_last_second = 0;
+            for _second in 0..6 {
+                out.clear();
+                for i in 0..2100 {
+                    s.process(spans(trace, 0, 3, vec![], i < 100), &mut out)
+                        .unwrap();
+                    trace += 1;
+                }
+                tokio::time::advance(Duration::from_secs(1)).await;
+                s.on_deadline(Instant::now(), &mut out);
+                kept_last_second = items(&out);
+            }
+            (s.baseline_percent().unwrap(), kept_last_second)
+        };
+        let (percent, kept) = run(1000).await;
+        // (1000 - 300) / 6000 = 11.7 %: kept spans near the target.
+        assert!((9.0..=14.5).contains(&percent), "{percent}");
+        assert!(
+            (800..=1250).contains(&kept),
+            "{kept} spans kept in the last second"
+        );
+        assert_eq!(run(200).await.0, 5.0, "never under min_percent");
+        assert_eq!(run(1_000_000).await.0, 100.0, "never over max_percent");
     }
 
     #[test]

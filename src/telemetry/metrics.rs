@@ -51,6 +51,8 @@ pub const SAMPLING_FORCED: &str = "otlp_gateway_sampling_forced_decisions_total"
 pub const SAMPLING_LATE_SPANS: &str = "otlp_gateway_sampling_late_spans_total";
 /// Traces waiting for a decision.
 pub const SAMPLING_TRACES_HELD: &str = "otlp_gateway_sampling_traces_held";
+/// The adaptive baseline's share of ordinary traces, in percent.
+pub const SAMPLING_BASELINE_PERCENT: &str = "otlp_gateway_sampling_baseline_percent";
 
 // --- batcher ---
 /// Items per flushed batch, by `exporter`, `signal`.
