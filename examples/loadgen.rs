@@ -10,7 +10,9 @@
 //! Payloads come from `otlp_gateway::testkit` (the same builders the tests
 //! and benches use): 6 services, 8 spans per trace, ~415 bytes per span,
 //! 5 % error traces, 2 % spans with a card number. `--distinct` payloads
-//! with different trace ids are generated up front and sent round-robin.
+//! with different trace ids are generated up front and sent round-robin;
+//! `--unique-trace-ids` gives every request fresh trace ids (for measuring a
+//! tail sampler with realistic traffic).
 
 use std::io::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,6 +70,45 @@ struct Args {
     /// Compress requests with gzip.
     #[arg(long)]
     gzip: bool,
+    /// Give every request fresh trace ids (traces only, uncompressed), so a
+    /// tail sampler sees new traces instead of the same ones again and again.
+    #[arg(long)]
+    unique_trace_ids: bool,
+}
+
+/// Where the trace ids sit in an encoded request: byte offsets of each
+/// span's `trace_id` value, and which trace (0..) each belongs to.
+fn trace_id_offsets(body: &Bytes, header: usize) -> anyhow::Result<Vec<(usize, u32)>> {
+    let batch = otlp_gateway::model::Batch::decode(Signal::Traces, body.clone())
+        .context("generated payload is invalid")?
+        .batch;
+    let mut traces: std::collections::HashMap<[u8; 16], u32> = std::collections::HashMap::new();
+    let mut offsets = Vec::new();
+    for item in otlp_gateway::model::regroup::split_items(&batch) {
+        let span = item.item();
+        // prost writes trace_id (field 1, 16 bytes) first: 0x0a 0x10 <id>.
+        if span.len() < 18 || span[0] != 0x0a || span[1] != 0x10 {
+            bail!("trace_id is not the first field of a generated span");
+        }
+        let at = span.as_ptr() as usize - body.as_ptr() as usize + 2 + header;
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&span[2..18]);
+        let next = traces.len() as u32;
+        let trace = *traces.entry(id).or_insert(next);
+        offsets.push((at, trace));
+    }
+    Ok(offsets)
+}
+
+/// `template` with its trace ids replaced: trace `t` of request `n` gets the
+/// id `n:t` in its first 12 bytes (the last 4 stay, so ids are never zero).
+fn with_fresh_ids(template: &Bytes, offsets: &[(usize, u32)], n: u64) -> Bytes {
+    let mut body = template.to_vec();
+    for (at, trace) in offsets {
+        body[*at..*at + 8].copy_from_slice(&n.to_be_bytes());
+        body[*at + 8..*at + 12].copy_from_slice(&trace.to_be_bytes());
+    }
+    Bytes::from(body)
 }
 
 #[derive(Default)]
@@ -87,6 +128,13 @@ async fn main() -> anyhow::Result<()> {
         SignalArg::Metrics => Signal::Metrics,
         SignalArg::Logs => Signal::Logs,
     };
+    if args.unique_trace_ids && (args.gzip || !matches!(signal, Signal::Traces)) {
+        bail!("--unique-trace-ids needs uncompressed traces");
+    }
+    let header = match args.protocol {
+        Protocol::Grpc => 5,
+        Protocol::Http => 0,
+    };
     let payloads: Vec<Bytes> = (0..args.distinct.max(1))
         .map(|seed| {
             let body = testkit::encoded(signal, seed, args.items_per_request);
@@ -97,6 +145,20 @@ async fn main() -> anyhow::Result<()> {
             }
         })
         .collect();
+    let offsets: Vec<Vec<(usize, u32)>> = if args.unique_trace_ids {
+        (0..args.distinct.max(1))
+            .map(|seed| {
+                trace_id_offsets(
+                    &testkit::encoded(signal, seed, args.items_per_request),
+                    header,
+                )
+            })
+            .collect::<anyhow::Result<_>>()?
+    } else {
+        Vec::new()
+    };
+    let offsets = Arc::new(offsets);
+    let sequence = Arc::new(AtomicU64::new(1));
     let items = testkit::encoded(signal, 0, args.items_per_request);
     let items = otlp_gateway::model::Batch::decode(signal, items)
         .context("generated payload is invalid")?
@@ -149,6 +211,8 @@ async fn main() -> anyhow::Result<()> {
         let rate_limited = args.rate > 0;
         let protocol = args.protocol;
         let gzip = args.gzip;
+        let offsets = offsets.clone();
+        let sequence = sequence.clone();
         workers.push(tokio::spawn(async move {
             let mut n = worker;
             while Instant::now() < deadline {
@@ -158,7 +222,15 @@ async fn main() -> anyhow::Result<()> {
                         _ => break,
                     }
                 }
-                let body = payloads[n % payloads.len()].clone();
+                let index = n % payloads.len();
+                let body = match offsets.get(index) {
+                    Some(offsets) => with_fresh_ids(
+                        &payloads[index],
+                        offsets,
+                        sequence.fetch_add(1, Ordering::Relaxed),
+                    ),
+                    None => payloads[index].clone(),
+                };
                 n += 1;
                 let sent = Instant::now();
                 let outcome = send(&client, &uri, protocol, gzip, body).await;
