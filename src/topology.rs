@@ -34,7 +34,10 @@ use crate::telemetry::metrics::{
 use crate::telemetry::{metrics_handle, AdminServer, Readiness};
 
 use crate::pipeline::branch::{spawn_branch, BranchSettings, BranchTasks};
-use crate::pipeline::{spawn_stage, Downstream, FanOut, Ingest, SignalPipeline, Submission};
+use crate::pipeline::{
+    spawn_sharded_stage, Downstream, FanOut, Ingest, SignalPipeline, Submission,
+};
+use crate::sampling::sampler::split_by_shard;
 use crate::sampling::{TailSampler, TailSamplingConfig};
 
 /// Submissions waiting for a signal task; beyond this, receivers answer retryable.
@@ -147,9 +150,14 @@ impl Gateway {
             let fanout = match (&config.processors.tail_sampling, signal) {
                 // The sampler stands in front of the exporters, with its own budget.
                 (Some(sampling), Signal::Traces) => {
-                    let sampler = TailSampler::new(sampling).map_err(StartError::Sampling)?;
-                    let stage = spawn_stage(
-                        sampler,
+                    let shard = sampling.for_shard(sampling.shards);
+                    let samplers = (0..sampling.shards.max(1))
+                        .map(|_| TailSampler::new(&shard))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(StartError::Sampling)?;
+                    let stage = spawn_sharded_stage(
+                        samplers,
+                        split_by_shard,
                         sampling_budget(sampling),
                         Downstream::FanOut(FanOut::new(signal, targets)),
                         abort_export.clone(),

@@ -75,7 +75,7 @@ fn shipped_config_is_described_with_every_resolved_value() {
     let (config, _) = config::load_and_validate(&root().join("config.toml")).unwrap();
     let batch = "batch(send_batch_size=8192, send_batch_max_size=0 (no limit), timeout=200ms)";
     let sampling = "tail_sampling(decision_wait=10s, decision_wait_after_root=2s, decision=first_match, \
-                    num_traces=50000, max_buffered_bytes=256.0 MiB, policies=[errors (status_code), \
+                    num_traces=50000, max_buffered_bytes=256.0 MiB, shards=1, policies=[errors (status_code), \
                     vip-users (boolean_attribute), high-value-orders (numeric_attribute), baseline (probabilistic)])";
     assert_eq!(
         config::describe(&config),

@@ -199,6 +199,54 @@ async fn must_keep_traces_arrive_whole_and_the_rest_at_the_baseline_share() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_shards_every_must_keep_trace_still_arrives_whole() {
+    let fake = FakeOtlp::start().await;
+    let gw = gateway::start(&format!(
+        "{}{}\n[pipelines.traces]\nexporters = [\"otlp/down\"]\n",
+        gateway::otlp_exporter(&fake.grpc_url(), "grpc", 1_000_000),
+        POLICIES.replace(
+            "decision = \"first_match\"",
+            "decision = \"first_match\"\nshards = 3"
+        )
+    ))
+    .await;
+    let mut client = TraceServiceClient::connect(gateway::grpc_url(&gw))
+        .await
+        .expect("connect");
+    let mut must_keep = 0;
+    // Each request mixes several traces, so the router splits it over the shards.
+    for batch in 0..50u32 {
+        let mut request = ExportTraceServiceRequest::default();
+        for i in 0..8 {
+            let id = 10_000 + batch * 8 + i;
+            let kind = [Kind::Error, Kind::Vip, Kind::HighValue, Kind::Ordinary][(i % 4) as usize];
+            let spans = 3 + i;
+            if kind != Kind::Ordinary {
+                must_keep += spans;
+            }
+            request
+                .resource_spans
+                .extend(trace(id, kind, spans).resource_spans);
+        }
+        client.export(request).await.expect("accepted");
+    }
+    fake.wait_for_items(Signal::Traces, u64::from(must_keep))
+        .await;
+    let got = received(&fake);
+    for batch in 0..50u32 {
+        for i in 0..3 {
+            let id = 10_000 + batch * 8 + i;
+            assert_eq!(
+                got.get(&id_of(id)).copied(),
+                Some((3 + i) as usize),
+                "trace {id}"
+            );
+        }
+    }
+    assert!(gw.shutdown().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_spans_of_a_kept_trace_follow_it() {
     let fake = FakeOtlp::start().await;
     let gw = gateway::start(&format!(

@@ -32,4 +32,4 @@ pub use signal::SignalPipeline;
 
 /// The inline stages of a signal: batches (with their context) in, batches out.
 pub type BatchStage = Box<dyn Transform<In = crate::model::Envelope, Out = crate::model::Envelope>>;
-pub use timed::{spawn_stage, Downstream};
+pub use timed::{spawn_sharded_stage, spawn_stage, Downstream};

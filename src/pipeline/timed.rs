@@ -80,6 +80,65 @@ impl Downstream {
     }
 }
 
+/// Starts one task per stage in `shards` behind one target (one budget of
+/// `budget_items`): a router hands each input to the shards `split` assigns
+/// its parts to (e.g. by trace id, so every span of a trace meets the same
+/// shard), in order. With one shard this is [`spawn_stage`].
+pub fn spawn_sharded_stage<T, S>(
+    mut shards: Vec<T>,
+    split: S,
+    budget_items: u64,
+    downstream: Downstream,
+    abort: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) -> Target
+where
+    T: Transform<In = QueuedBatch, Out = Envelope>,
+    S: Fn(QueuedBatch, usize) -> Vec<(usize, QueuedBatch)> + Send + 'static,
+{
+    if shards.len() <= 1 {
+        if let Some(stage) = shards.pop() {
+            return spawn_stage(stage, budget_items, downstream, abort, tasks);
+        }
+    }
+    let kind = match downstream {
+        Downstream::FanOut(_) => TargetKind::Stage,
+        Downstream::Pipeline(_) => TargetKind::Connector,
+    };
+    let name = shards.first().map_or("stage", Transform::name);
+    let (target, mut rx) = Target::new(name, kind, ItemBudget::new(budget_items), STAGE_CHANNEL);
+    let downstream = Arc::new(downstream);
+    let mut inputs = Vec::with_capacity(shards.len());
+    for stage in shards {
+        let (tx, shard_rx) = tokio::sync::mpsc::channel(STAGE_CHANNEL);
+        inputs.push(tx);
+        let downstream = downstream.clone();
+        let abort = abort.clone();
+        tasks.spawn(async move {
+            run_timed(stage, shard_rx, |envelope| {
+                let downstream = downstream.clone();
+                let abort = abort.clone();
+                async move { downstream.hand_on(name, envelope, &abort).await }
+            })
+            .await;
+        });
+    }
+    tasks.spawn(async move {
+        while let Some(item) = rx.recv().await {
+            for (shard, part) in split(item, inputs.len()) {
+                let Some(input) = inputs.get(shard % inputs.len()) else {
+                    continue;
+                };
+                // Waits while that shard is behind; the items are in the budget already.
+                if input.send(part).await.is_err() {
+                    tracing::error!(stage = name, "A shard ended before its router; batch lost.");
+                }
+            }
+        }
+    });
+    target
+}
+
 /// Starts `stage` as a task into `tasks` and returns the target that feeds
 /// it, with a budget of `budget_items` items. `kind` is [`TargetKind::Stage`]
 /// or, when `downstream` is another signal's pipeline, [`TargetKind::Connector`].

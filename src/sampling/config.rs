@@ -55,6 +55,11 @@ pub struct TailSamplingConfig {
     pub min_percent: f64,
     /// Highest baseline share, in percent. Default `100`.
     pub max_percent: f64,
+    /// Independent samplers, each with the traces whose id hashes to it (every span of a
+    /// trace meets the same one), so deciding and buffering spread over cores. The bounds
+    /// (`num_traces`, `max_buffered_bytes`, `target_spans_per_second`, rate limits) are
+    /// shared out evenly. Default `1`.
+    pub shards: usize,
     /// The policies, in order. At least one.
     pub policies: Vec<PolicyConfig>,
 }
@@ -74,6 +79,7 @@ impl Default for TailSamplingConfig {
             target_spans_per_second: None,
             min_percent: 5.0,
             max_percent: 100.0,
+            shards: 1,
             policies: Vec::new(),
         }
     }
@@ -277,6 +283,14 @@ impl Validate for TailSamplingConfig {
         }
         if self.num_traces == 0 {
             push(errors, path, "num_traces", GREATER_THAN_ZERO);
+        }
+        if self.shards == 0 || self.shards > 64 {
+            push(
+                errors,
+                path,
+                "shards",
+                format!("must be between 1 and 64, got {}", self.shards),
+            );
         }
         if self.max_buffered_bytes.get() == 0 {
             push(errors, path, "max_buffered_bytes", GREATER_THAN_ZERO);
@@ -483,6 +497,30 @@ impl Validate for PolicyConfig {
     }
 }
 
+impl PolicyConfig {
+    /// Divides rate limits (here and in sub-policies) among `shards`.
+    fn share_rates(&mut self, shards: u64) {
+        if let Some(p) = &mut self.rate_limiting {
+            p.spans_per_second = p.spans_per_second.div_ceil(shards).max(1);
+        }
+        for sub in self
+            .and
+            .iter_mut()
+            .flat_map(|p| p.and_sub_policy.iter_mut())
+            .chain(
+                self.drop
+                    .iter_mut()
+                    .flat_map(|p| p.drop_sub_policy.iter_mut()),
+            )
+        {
+            sub.share_rates(shards);
+        }
+        if let Some(p) = &mut self.not {
+            p.not_sub_policy.share_rates(shards);
+        }
+    }
+}
+
 fn sub_policies(policies: &[PolicyConfig], path: &str, errors: &mut Vec<ConfigError>) {
     if policies.is_empty() {
         errors.push(ConfigError::new(
@@ -502,6 +540,26 @@ fn sub_policies(policies: &[PolicyConfig], path: &str, errors: &mut Vec<ConfigEr
 }
 
 impl TailSamplingConfig {
+    /// The settings of one of `shards` shards: the bounds and rates shared out.
+    pub fn for_shard(&self, shards: usize) -> TailSamplingConfig {
+        let shards = shards.max(1);
+        let share = |n: usize| n.div_ceil(shards).max(1);
+        let mut config = self.clone();
+        config.num_traces = share(self.num_traces);
+        config.max_buffered_bytes = ByteSize(self.max_buffered_bytes.get().div_ceil(shards as u64));
+        config.expected_new_traces_per_sec = self.expected_new_traces_per_sec / shards;
+        config.target_spans_per_second = self
+            .target_spans_per_second
+            .map(|t| t.div_ceil(shards as u64).max(1));
+        config.decision_cache.sampled_cache_size = share(self.decision_cache.sampled_cache_size);
+        config.decision_cache.non_sampled_cache_size =
+            share(self.decision_cache.non_sampled_cache_size);
+        for policy in &mut config.policies {
+            policy.share_rates(shards as u64);
+        }
+        config
+    }
+
     /// The settings in words, for `check-config`.
     pub fn describe(&self) -> String {
         let policies: Vec<String> = self
@@ -510,7 +568,7 @@ impl TailSamplingConfig {
             .map(|p| format!("{} ({})", p.name, p.kind.as_str()))
             .collect();
         format!(
-            "tail_sampling(decision_wait={}, decision_wait_after_root={}, decision={}, num_traces={}, max_buffered_bytes={}, policies=[{}])",
+            "tail_sampling(decision_wait={}, decision_wait_after_root={}, decision={}, num_traces={}, max_buffered_bytes={}, shards={}, policies=[{}])",
             self.decision_wait,
             self.decision_wait_after_root,
             match self.decision {
@@ -519,6 +577,7 @@ impl TailSamplingConfig {
             },
             self.num_traces,
             self.max_buffered_bytes,
+            self.shards,
             policies.join(", ")
         )
     }

@@ -342,6 +342,35 @@ impl TailSampler {
     }
 }
 
+/// Cuts `item` by trace id into the parts of `shards` shards (every span of a
+/// trace in the same part), each holding its items of the reservation.
+pub fn split_by_shard(item: QueuedBatch, shards: usize) -> Vec<(usize, QueuedBatch)> {
+    let QueuedBatch {
+        batch,
+        context,
+        mut reservation,
+    } = item;
+    let salt = b"shard";
+    crate::model::regroup::partition(&batch, |span| {
+        span.span().trace_id().map_or(0, |id| {
+            (super::policy::trace_hash(&id, salt) % shards.max(1) as u64) as usize
+        })
+    })
+    .into_iter()
+    .map(|(shard, part)| {
+        let held = reservation.split(part.items());
+        (
+            shard,
+            QueuedBatch {
+                batch: part,
+                context: context.clone(),
+                reservation: held,
+            },
+        )
+    })
+    .collect()
+}
+
 /// `Span.attributes` (field 9) holding `key = policy` as a string, encoded.
 fn decision_field(key: &str, policy: &str) -> Vec<u8> {
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -823,6 +852,38 @@ status_code = { status_codes = ["ERROR"] }
         );
         assert_eq!(run(200).await.0, 5.0, "never under min_percent");
         assert_eq!(run(1_000_000).await.0, 100.0, "never over max_percent");
+    }
+
+    #[test]
+    fn sharding_keeps_each_trace_whole_and_the_reservation_with_its_items() {
+        let budget = crate::budget::ItemBudget::new(100_000);
+        let batch = crate::testkit::batch(Signal::Traces, 3, 512);
+        let items = batch.items();
+        let item = QueuedBatch {
+            batch,
+            context: Context::default().with_tenant("acme"),
+            reservation: budget.try_reserve(items).unwrap(),
+        };
+        let parts = split_by_shard(item, 4);
+        assert!(parts.len() > 1, "spread over shards");
+        let mut shard_of = std::collections::HashMap::new();
+        let mut total = 0;
+        for (shard, part) in &parts {
+            assert_eq!(part.reservation.items(), part.batch.items());
+            assert_eq!(part.context.tenant(), Some("acme"));
+            total += part.batch.items();
+            for (id, _) in split_by_trace(&part.batch) {
+                assert_eq!(
+                    *shard_of.entry(id).or_insert(*shard),
+                    *shard,
+                    "a trace in one shard"
+                );
+            }
+        }
+        assert_eq!(total, items);
+        assert_eq!(budget.used(), items);
+        drop(parts);
+        assert_eq!(budget.used(), 0);
     }
 
     #[test]
