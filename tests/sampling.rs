@@ -324,3 +324,65 @@ type = "latency"
         "{errors:#?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_buffer_decides_the_oldest_traces_early_and_counts_it() {
+    let fake = FakeOtlp::start().await;
+    let gw = gateway::start(&format!(
+        "{}{}\n[pipelines.traces]\nexporters = [\"otlp/down\"]\n",
+        gateway::otlp_exporter(&fake.grpc_url(), "grpc", 1_000_000),
+        POLICIES
+            .replace("decision_wait = \"1s\"", "decision_wait = \"60s\"")
+            .replace(
+                "decision_wait_after_root = \"500ms\"",
+                "decision_wait_after_root = \"60s\"\nnum_traces = 20"
+            )
+    ))
+    .await;
+    let metrics = || async {
+        reqwest::get(format!("http://{}/metrics", gateway::admin(&gw)))
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("text")
+    };
+    let forced = |text: &str| -> f64 {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(
+                    "otlp_gateway_sampling_forced_decisions_total{reason=\"buffer_full\"} ",
+                )
+            })
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0)
+    };
+    let before = forced(&metrics().await);
+    let mut client = TraceServiceClient::connect(gateway::grpc_url(&gw))
+        .await
+        .expect("connect");
+    for id in 50_000..50_500u32 {
+        client
+            .export(trace(id, Kind::Ordinary, 4))
+            .await
+            .expect("accepted");
+    }
+    // With 60 s waits, only the bound can have decided: 480 of the 500 traces, early.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut after = before;
+    while tokio::time::Instant::now() < deadline {
+        after = forced(&metrics().await);
+        if after - before >= 480.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        after - before >= 480.0,
+        "forced decisions counted: {before} -> {after}"
+    );
+    assert!(
+        gw.shutdown().await,
+        "the 20 held traces are decided at shutdown"
+    );
+}
