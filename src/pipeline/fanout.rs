@@ -18,7 +18,6 @@
 //! [`FanOut::admit_or_wait`]); if only some can, the others count the items
 //! as dropped (`queue_full`), so one slow or dead target never holds up another.
 
-use std::fmt;
 use std::time::Duration;
 
 use metrics::counter;
@@ -106,14 +105,6 @@ impl FanOut {
         FanOut { signal, targets }
     }
 
-    pub fn signal(&self) -> Signal {
-        self.signal
-    }
-
-    pub fn targets(&self) -> &[Target] {
-        &self.targets
-    }
-
     /// Hands `envelope` to every target that has room, without waiting.
     ///
     /// # Errors
@@ -188,16 +179,6 @@ impl FanOut {
             }
             wait = (wait * 2).min(WAIT_MAX);
         }
-    }
-}
-
-impl fmt::Display for TargetKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TargetKind::Exporter => "exporter",
-            TargetKind::Stage => "stage",
-            TargetKind::Connector => "connector",
-        })
     }
 }
 

@@ -49,6 +49,14 @@ pub enum Downstream {
 }
 
 impl Downstream {
+    /// A stage feeding its own signal, or a connector into another pipeline.
+    fn target_kind(&self) -> TargetKind {
+        match self {
+            Downstream::FanOut(_) => TargetKind::Stage,
+            Downstream::Pipeline(_) => TargetKind::Connector,
+        }
+    }
+
     /// Hands `envelope` on, waiting while the downstream is full (the data
     /// was acknowledged already); gives up, counted, only when `abort` fires.
     async fn hand_on(&self, stage: &str, envelope: Envelope, abort: &CancellationToken) {
@@ -101,27 +109,19 @@ where
             return spawn_stage(stage, budget_items, downstream, abort, tasks);
         }
     }
-    let kind = match downstream {
-        Downstream::FanOut(_) => TargetKind::Stage,
-        Downstream::Pipeline(_) => TargetKind::Connector,
-    };
     let name = shards.first().map_or("stage", Transform::name);
-    let (target, mut rx) = Target::new(name, kind, ItemBudget::new(budget_items), STAGE_CHANNEL);
+    let (target, mut rx) = Target::new(
+        name,
+        downstream.target_kind(),
+        ItemBudget::new(budget_items),
+        STAGE_CHANNEL,
+    );
     let downstream = Arc::new(downstream);
     let mut inputs = Vec::with_capacity(shards.len());
     for stage in shards {
         let (tx, shard_rx) = tokio::sync::mpsc::channel(STAGE_CHANNEL);
         inputs.push(tx);
-        let downstream = downstream.clone();
-        let abort = abort.clone();
-        tasks.spawn(async move {
-            run_timed(stage, shard_rx, |envelope| {
-                let downstream = downstream.clone();
-                let abort = abort.clone();
-                async move { downstream.hand_on(name, envelope, &abort).await }
-            })
-            .await;
-        });
+        spawn_runner(stage, shard_rx, downstream.clone(), abort.clone(), tasks);
     }
     tasks.spawn(async move {
         while let Some(item) = rx.recv().await {
@@ -152,20 +152,33 @@ pub fn spawn_stage<T>(
 where
     T: Transform<In = QueuedBatch, Out = Envelope>,
 {
-    let kind = match downstream {
-        Downstream::FanOut(_) => TargetKind::Stage,
-        Downstream::Pipeline(_) => TargetKind::Connector,
-    };
+    let (target, rx) = Target::new(
+        stage.name(),
+        downstream.target_kind(),
+        ItemBudget::new(budget_items),
+        STAGE_CHANNEL,
+    );
+    spawn_runner(stage, rx, Arc::new(downstream), abort, tasks);
+    target
+}
+
+/// Runs `stage` on `input` as a task, handing its outputs to `downstream`.
+fn spawn_runner<T>(
+    stage: T,
+    input: tokio::sync::mpsc::Receiver<QueuedBatch>,
+    downstream: Arc<Downstream>,
+    abort: CancellationToken,
+    tasks: &mut JoinSet<()>,
+) where
+    T: Transform<In = QueuedBatch, Out = Envelope>,
+{
     let name = stage.name();
-    let (target, rx) = Target::new(name, kind, ItemBudget::new(budget_items), STAGE_CHANNEL);
-    let downstream = Arc::new(downstream);
     tasks.spawn(async move {
-        run_timed(stage, rx, |envelope| {
+        run_timed(stage, input, |envelope| {
             let downstream = downstream.clone();
             let abort = abort.clone();
             async move { downstream.hand_on(name, envelope, &abort).await }
         })
         .await;
     });
-    target
 }

@@ -385,21 +385,18 @@ where
     };
     loop {
         // While a request is in flight its own deadlines apply; look again later.
-        let (due, why) = state
+        let due = state
             .idle_deadline(limits)
-            .unwrap_or((Instant::now() + limits.idle_timeout, ""));
+            .map_or(Instant::now() + limits.idle_timeout, |(due, _)| due);
         tokio::select! {
             result = connection.as_mut() => return ended(result),
             () = shutdown.cancelled() => {
                 connection.as_mut().graceful_shutdown();
                 // The accept loop closes what is left when the grace runs out.
-                return match connection.as_mut().await {
-                    Ok(()) => closed::SHUTDOWN,
-                    Err(error) => {
-                        debug!(%error, "Connection ended with an error during shutdown.");
-                        closed::SHUTDOWN
-                    }
-                };
+                if let Err(error) = connection.as_mut().await {
+                    debug!(%error, "Connection ended with an error during shutdown.");
+                }
+                return closed::SHUTDOWN;
             }
             () = state.close.notified() => {
                 finish(connection.as_mut()).await;
@@ -407,12 +404,11 @@ where
             }
             () = sleep_until(due) => {
                 // Still idle and past its deadline (a request may have come and gone meanwhile).
-                match state.idle_deadline(limits) {
-                    Some((due, why_now)) if due <= Instant::now() && !why.is_empty() => {
+                if let Some((due, why)) = state.idle_deadline(limits) {
+                    if due <= Instant::now() {
                         finish(connection.as_mut()).await;
-                        return why_now;
+                        return why;
                     }
-                    _ => {}
                 }
             }
         }

@@ -375,14 +375,6 @@ impl Policies {
             .map_or("", |(name, _)| name.as_str())
     }
 
-    pub fn len(&self) -> usize {
-        self.policies.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.policies.is_empty()
-    }
-
     /// Whether policy `index` is a `probabilistic` one (the baseline).
     pub fn is_baseline(&self, index: usize) -> bool {
         matches!(

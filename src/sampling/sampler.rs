@@ -425,15 +425,16 @@ impl Transform for TailSampler {
             let view = span.span();
             if let Some(policy) = self.policies.early_keep(&view) {
                 self.count(Decision::Keep(policy), trigger::EARLY);
-                let held = self.traces.get(&id).map_or(0, |p| p.spans.len());
-                self.adapt(Decision::Keep(policy), held + 1, now);
                 self.kept.insert(id, policy);
+                let mut spans = 1;
                 if let Some(pending) = self.traces.remove(&id) {
                     self.held_bytes = self.held_bytes.saturating_sub(pending.bytes);
+                    spans += pending.spans.len();
                     for held in pending.spans {
                         self.forward(&pending.context, held, policy);
                     }
                 }
+                self.adapt(Decision::Keep(policy), spans, now);
                 self.forward(&context, span, policy);
                 continue;
             }
@@ -441,23 +442,22 @@ impl Transform for TailSampler {
             let root = view.parent_span_id().is_none_or(|p| p == [0u8; 8]);
             span.compact();
             let bytes = span.item().len();
-            let pending = match self.traces.get_mut(&id) {
-                Some(pending) => pending,
-                None => {
-                    self.due.push(Reverse((now + self.wait, id)));
-                    self.arrival.push_back(id);
-                    self.traces.entry(id).or_insert(Pending {
-                        spans: Vec::new(),
-                        bytes: 0,
-                        first: now,
-                        root_at: None,
-                        min_start: u64::MAX,
-                        max_end: 0,
-                        reservation: Reservation::detached(0),
-                        context: context.clone(),
-                    })
+            // One lookup: a new trace is entered, and scheduled, in the same step.
+            let (due, arrival, wait) = (&mut self.due, &mut self.arrival, self.wait);
+            let pending = self.traces.entry(id).or_insert_with(|| {
+                due.push(Reverse((now + wait, id)));
+                arrival.push_back(id);
+                Pending {
+                    spans: Vec::new(),
+                    bytes: 0,
+                    first: now,
+                    root_at: None,
+                    min_start: u64::MAX,
+                    max_end: 0,
+                    reservation: Reservation::detached(0),
+                    context: context.clone(),
                 }
-            };
+            });
             pending.spans.push(span);
             pending.bytes += bytes;
             pending.min_start = pending.min_start.min(start);

@@ -439,7 +439,7 @@ impl<'de> Visitor<'de> for MessageSeed<'_, '_> {
                 map.next_value::<IgnoredAny>()?;
                 continue;
             };
-            self.out.path.push((camel_static(field), None));
+            self.out.path.push((field.camel.as_str(), None));
             map.next_value_seed(FieldSeed {
                 graph: self.graph,
                 field,
@@ -449,11 +449,6 @@ impl<'de> Visitor<'de> for MessageSeed<'_, '_> {
         }
         Ok(())
     }
-}
-
-/// The field's JSON name as a `'static` str: the graph lives for the program.
-fn camel_static(field: &'static JsonField) -> &'static str {
-    field.camel.as_str()
 }
 
 /// A key, borrowed from the input when it has no escapes.
