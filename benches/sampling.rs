@@ -11,6 +11,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughpu
 use otlp_gateway::model::regroup::group_by_trace;
 use otlp_gateway::model::Signal;
 use otlp_gateway::queue::QueuedBatch;
+use otlp_gateway::sampling::held::HeldTrace;
 use otlp_gateway::sampling::policy::{Policies, TraceSpans};
 use otlp_gateway::sampling::{TailSampler, TailSamplingConfig};
 use otlp_gateway::stage::Transform;
@@ -56,28 +57,24 @@ fn policies(c: &mut Criterion) {
     let config: TailSamplingConfig = toml::from_str(SHOP).expect("config");
     let policies = Policies::compile(&config.policies, config.decision).expect("compiles");
     let batch = testkit::batch(Signal::Traces, 1, 512);
-    let traces = group_by_trace(&batch);
+    let traces: Vec<_> = group_by_trace(&batch)
+        .into_iter()
+        .map(|(id, spans)| (id, HeldTrace::from_spans(&spans)))
+        .collect();
     let mut group = c.benchmark_group("sampling");
     group.throughput(Throughput::Elements(traces.len() as u64));
     group.bench_function("decide_per_trace", |b| {
         b.iter(|| {
             traces
                 .iter()
-                .map(|(id, spans)| {
-                    let view = |s: &otlp_gateway::model::regroup::SpanRef| {
-                        let v = s.span();
-                        (v.start_time_unix_nano(), v.end_time_unix_nano())
-                    };
-                    let (min_start, max_end) = spans
-                        .iter()
-                        .map(view)
-                        .fold((u64::MAX, 0), |(lo, hi), (s, e)| (lo.min(s), hi.max(e)));
-                    policies.decide(&TraceSpans {
-                        trace_id: id,
-                        spans,
-                        min_start,
-                        max_end,
-                    })
+                .filter(|(id, spans)| {
+                    matches!(
+                        policies.decide(&TraceSpans {
+                            trace_id: id,
+                            spans,
+                        }),
+                        otlp_gateway::sampling::policy::Decision::Keep(_)
+                    )
                 })
                 .count()
         })

@@ -94,6 +94,17 @@ pub struct Envelope {
     pub scope: Header,
 }
 
+impl Envelope {
+    /// A read view of the encoded span `item` sent under this envelope.
+    pub fn span<'a>(&'a self, item: &'a [u8]) -> SpanView<'a> {
+        SpanView::with_context(
+            item,
+            ResourceView::new(self.resource.message()),
+            ScopeView::new(self.scope.message()),
+        )
+    }
+}
+
 /// One encoded item (a `Span`, `LogRecord` or `Metric`) and its envelope.
 #[derive(Debug, Clone)]
 pub struct ItemRef {
@@ -105,6 +116,12 @@ pub struct ItemRef {
 pub type SpanRef = ItemRef;
 
 impl ItemRef {
+    /// An item sent under `envelope` (a stage that stored items its own way
+    /// hands them back with this).
+    pub fn new(envelope: Arc<Envelope>, item: Bytes) -> Self {
+        ItemRef { envelope, item }
+    }
+
     /// The encoded item, without its field key and length.
     pub fn item(&self) -> &Bytes {
         &self.item
@@ -116,11 +133,7 @@ impl ItemRef {
 
     /// A read view of the item as a span, with its resource and scope.
     pub fn span(&self) -> SpanView<'_> {
-        SpanView::with_context(
-            &self.item,
-            ResourceView::new(self.envelope.resource.message()),
-            ScopeView::new(self.envelope.scope.message()),
-        )
+        self.envelope.span(&self.item)
     }
 
     /// Copies the item out of its source buffer so that buffer can be freed

@@ -210,7 +210,7 @@ fn first_str(buf: &[u8], number: u32) -> &str {
 }
 
 #[inline]
-fn first_varint(buf: &[u8], number: u32) -> u64 {
+pub(crate) fn first_varint(buf: &[u8], number: u32) -> u64 {
     match first_field(buf, number) {
         Some(Value::Varint(v)) => v,
         _ => 0,
@@ -263,6 +263,32 @@ fn key_value(kv: &[u8]) -> (&[u8], Option<&[u8]>) {
         }
     }
     (key, value)
+}
+
+/// The key of an encoded `KeyValue` and a reader of its encoded value (run
+/// only when the key is the one wanted). Reads the key without a Cursor
+/// when it comes first, as every encoder writes it.
+#[inline]
+pub(crate) fn split_key_value(kv: &[u8]) -> (&[u8], KeyValueRest<'_>) {
+    if let [0x0a, len, rest @ ..] = kv {
+        let len = usize::from(*len);
+        if len < 0x80 && len <= rest.len() {
+            let (key, tail) = rest.split_at(len);
+            return (key, KeyValueRest(tail));
+        }
+    }
+    (key_value(kv).0, KeyValueRest(kv))
+}
+
+/// What follows a `KeyValue`'s key (or the whole `KeyValue`), from [`split_key_value`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct KeyValueRest<'a>(&'a [u8]);
+
+impl<'a> KeyValueRest<'a> {
+    /// The value (`Other` when absent).
+    pub(crate) fn value(self) -> AnyValueRef<'a> {
+        first_len(self.0, 2).map_or(AnyValueRef::Other, AnyValueRef::parse)
+    }
 }
 
 /// The value of `kv` when its key is `key`.
@@ -354,6 +380,12 @@ impl<'a> ResourceView<'a> {
 
     pub fn attributes(&self) -> Attributes<'a> {
         Attributes::new(self.resource, 1)
+    }
+
+    /// Each attribute's key bytes and encoded value, undecoded.
+    pub(crate) fn raw_attributes(&self) -> impl Iterator<Item = (&'a [u8], KeyValueRest<'a>)> {
+        let mut reader = Cursor::new(self.resource);
+        std::iter::from_fn(move || next_len(&mut reader, 1).map(split_key_value))
     }
 
     /// Whether both views point at the same bytes: spans of one record share

@@ -9,6 +9,7 @@
 //! exporters. The decision logic ([`policy`]) is pure and runs without a runtime.
 
 pub mod config;
+pub mod held;
 pub mod policy;
 pub mod sampler;
 

@@ -10,10 +10,13 @@ use std::sync::Mutex;
 use regex::RegexSet;
 use tokio::time::Instant;
 
-use crate::model::regroup::SpanRef;
-use crate::model::view::{AnyValueRef, SpanView, TraceId};
+use crate::model::view::{
+    first_varint, split_key_value, AnyValueRef, Cursor, KeyValueRest, SpanView, TraceId,
+};
+use crate::model::wire::Value;
 
 use super::config::{DecisionMode, PolicyConfig, PolicyType};
+use super::held::HeldTrace;
 
 /// A compiled policy.
 #[derive(Debug)]
@@ -194,21 +197,37 @@ impl Policy {
     pub fn span_matches(&self, span: &SpanView<'_>) -> bool {
         match self {
             Policy::Status(codes) => codes.contains(&span.status_code()),
+            _ => self
+                .attribute_key()
+                .is_some_and(|key| self.value_matches(attribute(span, key))),
+        }
+    }
+
+    /// The attribute an attribute policy reads.
+    fn attribute_key(&self) -> Option<&str> {
+        match self {
+            Policy::StringAttribute { key, .. }
+            | Policy::BooleanAttribute { key, .. }
+            | Policy::NumericAttribute { key, .. } => Some(key),
+            _ => None,
+        }
+    }
+
+    /// Whether an attribute policy matches the attribute's value (`None`: absent).
+    fn value_matches(&self, value: Option<AnyValueRef<'_>>) -> bool {
+        match self {
             Policy::StringAttribute {
-                key,
-                values,
-                regexes,
-                ..
-            } => attribute(span, key)
+                values, regexes, ..
+            } => value
                 .and_then(|v| v.as_str())
                 .is_some_and(|s| match regexes {
                     Some(set) => set.is_match(s),
                     None => values.iter().any(|v| v == s),
                 }),
-            Policy::BooleanAttribute { key, value } => {
-                attribute(span, key).and_then(|v| v.as_bool()) == Some(*value)
+            Policy::BooleanAttribute { value: wanted, .. } => {
+                value.and_then(|v| v.as_bool()) == Some(*wanted)
             }
-            Policy::NumericAttribute { key, min, max } => attribute(span, key)
+            Policy::NumericAttribute { min, max, .. } => value
                 .and_then(|v| v.as_f64())
                 .is_some_and(|v| within(v, *min, *max)),
             _ => false,
@@ -220,16 +239,18 @@ impl Policy {
         match self {
             Policy::Always => true,
             Policy::StringAttribute { invert: true, .. } => {
-                !trace.spans.iter().any(|s| self.span_matches(&s.span()))
+                !trace.spans.views().any(|s| self.span_matches(&s))
             }
             Policy::Status(_)
             | Policy::StringAttribute { .. }
             | Policy::BooleanAttribute { .. }
-            | Policy::NumericAttribute { .. } => {
-                trace.spans.iter().any(|s| self.span_matches(&s.span()))
-            }
+            | Policy::NumericAttribute { .. } => trace.spans.views().any(|s| self.span_matches(&s)),
             Policy::Latency(threshold) => {
-                trace.max_end.saturating_sub(trace.min_start) >= *threshold
+                trace
+                    .spans
+                    .max_end()
+                    .saturating_sub(trace.spans.min_start())
+                    >= *threshold
             }
             Policy::SpanCount { min, max } => {
                 let n = trace.spans.len() as u64;
@@ -310,14 +331,65 @@ pub fn trace_hash(trace_id: &TraceId, salt: &[u8]) -> u64 {
     hash ^ (hash >> 33)
 }
 
-/// What a decision looks at: the trace's spans and its time span.
+/// What a decision looks at: the trace's id and spans.
 #[derive(Debug)]
 pub struct TraceSpans<'a> {
     pub trace_id: &'a TraceId,
-    pub spans: &'a [SpanRef],
-    pub min_start: u64,
-    pub max_end: u64,
+    pub spans: &'a HeldTrace,
 }
+
+/// What the sampler reads from a span as it arrives, in one pass over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival {
+    pub start: u64,
+    pub end: u64,
+    /// No parent span (absent or all zeros).
+    pub root: bool,
+    /// The first early-keep policy (in order) that this span alone matches.
+    pub keep: Option<usize>,
+}
+
+/// The early-keep policies' verdicts on the resources of one request,
+/// remembered while the spans sent under them are read (they share them).
+#[derive(Debug, Default)]
+pub struct ResourceMemo {
+    /// Address and length of a resource's bytes, and the attribute policies it matches.
+    recent: Vec<(usize, usize, u64)>,
+    /// Where the next resource goes once `recent` is full.
+    next: usize,
+}
+
+/// Resources remembered at once (a request's spans come from a handful).
+const MEMO_SIZE: usize = 16;
+
+impl ResourceMemo {
+    /// Forgets every resource: call before reading another request (a
+    /// freed request's address can be reused).
+    pub fn clear(&mut self) {
+        self.recent.clear();
+        self.next = 0;
+    }
+
+    fn get(&self, at: (usize, usize)) -> Option<u64> {
+        self.recent
+            .iter()
+            .find(|(ptr, len, _)| (*ptr, *len) == at)
+            .map(|(_, _, bits)| *bits)
+    }
+
+    fn put(&mut self, at: (usize, usize), bits: u64) {
+        if self.recent.len() < MEMO_SIZE {
+            self.recent.push((at.0, at.1, bits));
+        } else {
+            self.recent[self.next] = (at.0, at.1, bits);
+            self.next = (self.next + 1) % MEMO_SIZE;
+        }
+    }
+}
+
+/// At most this many policies keep a trace on a single span (one bit each);
+/// any further ones are evaluated when the trace is decided.
+const MAX_EARLY: usize = 64;
 
 /// The outcome for one trace, with the index of the policy that decided it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -334,6 +406,11 @@ pub struct Policies {
     mode: DecisionMode,
     /// Top-level policies that may keep a trace on a single span.
     early: Vec<usize>,
+    /// The attribute keys of those (by position in `early`).
+    early_keys: Vec<(usize, String)>,
+    /// Bit `n` set when some early key is `n` bytes long (`u128::MAX` when
+    /// one is 128 or longer): a filter in front of the key comparisons.
+    early_key_lengths: u128,
 }
 
 impl Policies {
@@ -347,7 +424,7 @@ impl Policies {
             .map(|c| Ok((c.name.clone(), Policy::compile(c)?)))
             .collect::<Result<_, PolicyError>>()?;
         let is_drop = |p: &Policy| matches!(p, Policy::Drop(_));
-        let early = policies
+        let early: Vec<usize> = policies
             .iter()
             .enumerate()
             .filter(|(i, (_, policy))| {
@@ -360,11 +437,28 @@ impl Policies {
                     }
             })
             .map(|(i, _)| i)
+            .take(MAX_EARLY)
             .collect();
+        let early_keys: Vec<(usize, String)> = early
+            .iter()
+            .enumerate()
+            .filter_map(|(bit, &i)| {
+                let (_, policy): &(String, Policy) = &policies[i];
+                policy.attribute_key().map(|key| (bit, key.to_owned()))
+            })
+            .collect();
+        let early_key_lengths = early_keys.iter().fold(0u128, |mask, (_, key)| {
+            u32::try_from(key.len())
+                .ok()
+                .and_then(|len| 1u128.checked_shl(len))
+                .map_or(u128::MAX, |bit| mask | bit)
+        });
         Ok(Policies {
             policies,
             mode,
             early,
+            early_keys,
+            early_key_lengths,
         })
     }
 
@@ -398,6 +492,108 @@ impl Policies {
             .iter()
             .copied()
             .find(|&i| self.policies[i].1.span_matches(span))
+    }
+
+    /// Reads `span` as it arrives: its times, whether it is a root, and
+    /// [`early_keep`](Self::early_keep), all in one pass over its fields
+    /// (each attribute's key is compared with every early policy's key), with
+    /// the resource's verdicts remembered in `memo` for the spans that share it.
+    pub fn arrival(&self, span: &SpanView<'_>, memo: &mut ResourceMemo) -> Arrival {
+        let mut out = Arrival {
+            start: 0,
+            end: 0,
+            root: true,
+            keep: None,
+        };
+        let (mut seen_parent, mut seen_start, mut seen_end) = (false, false, false);
+        let mut status_code = None;
+        // Bits by position in `self.early`.
+        let (mut has_key, mut matched) = (0u64, 0u64);
+        let mut reader = Cursor::new(span.encoded());
+        while let Some(field) = reader.next_field() {
+            match (field.number, field.value) {
+                (9, Value::Len(kv)) if self.early_key_lengths != 0 => {
+                    let (key, rest) = split_key_value(kv);
+                    self.match_attribute(key, rest, &mut has_key, &mut matched);
+                }
+                (4, Value::Len(parent)) if !seen_parent => {
+                    seen_parent = true;
+                    out.root = parent.len() != 8 || parent == [0u8; 8];
+                }
+                (7, Value::Fixed64(v)) if !seen_start => {
+                    seen_start = true;
+                    out.start = v;
+                }
+                (8, Value::Fixed64(v)) if !seen_end => {
+                    seen_end = true;
+                    out.end = v;
+                }
+                (15, Value::Len(status)) if status_code.is_none() => {
+                    status_code = Some(first_varint(status, 3) as i32);
+                }
+                _ => {}
+            }
+        }
+        // Attribute policies whose key the span lacks read the resource's.
+        let resource = span.resource();
+        let bytes = resource.encoded();
+        let at = (bytes.as_ptr() as usize, bytes.len());
+        let from_resource = match memo.get(at) {
+            Some(bits) => bits,
+            None => {
+                let (mut has, mut bits) = (0u64, 0u64);
+                for (key, rest) in resource.raw_attributes() {
+                    self.match_attribute(key, rest, &mut has, &mut bits);
+                }
+                memo.put(at, bits);
+                bits
+            }
+        };
+        matched |= from_resource & !has_key;
+        let status_code = status_code.unwrap_or(0);
+        out.keep = self.early.iter().enumerate().find_map(|(bit, &i)| {
+            let hit = match &self.policies[i].1 {
+                Policy::Status(codes) => codes.contains(&status_code),
+                _ => matched & (1 << bit) != 0,
+            };
+            hit.then_some(i)
+        });
+        out
+    }
+
+    /// Marks, for each early attribute policy reading `key`, that the key was
+    /// seen (first occurrence only) and whether its value matches.
+    #[inline]
+    fn match_attribute(
+        &self,
+        key: &[u8],
+        rest: KeyValueRest<'_>,
+        has: &mut u64,
+        matched: &mut u64,
+    ) {
+        // Most keys differ in length from every wanted one.
+        let may_match = u32::try_from(key.len())
+            .ok()
+            .and_then(|len| 1u128.checked_shl(len))
+            .map_or(self.early_key_lengths == u128::MAX, |bit| {
+                self.early_key_lengths & bit != 0
+            });
+        if !may_match {
+            return;
+        }
+        for (bit, wanted) in &self.early_keys {
+            let mask = 1u64 << bit;
+            if key.len() != wanted.len() || *has & mask != 0 || key != wanted.as_bytes() {
+                continue;
+            }
+            *has |= mask;
+            if self.policies[self.early[*bit]]
+                .1
+                .value_matches(Some(rest.value()))
+            {
+                *matched |= mask;
+            }
+        }
     }
 
     /// Decides a whole trace.
@@ -447,6 +643,58 @@ impl Policies {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::regroup::split_by_trace;
+    use crate::model::Signal;
+
+    #[test]
+    fn arrival_reads_in_one_pass_what_the_single_field_readers_read() {
+        let config: super::super::TailSamplingConfig = toml::from_str(
+            r#"
+decision = "first_match"
+[[policies]]
+name = "payments"
+type = "string_attribute"
+string_attribute = { key = "service.name", values = ["payment"] }
+[[policies]]
+name = "errors"
+type = "status_code"
+status_code = { status_codes = ["ERROR"] }
+[[policies]]
+name = "vip"
+type = "boolean_attribute"
+boolean_attribute = { key = "user.vip", value = true }
+[[policies]]
+name = "high-value"
+type = "numeric_attribute"
+numeric_attribute = { key = "order.amount", min_value = 100, min_inclusive = false }
+"#,
+        )
+        .expect("config");
+        let policies = Policies::compile(&config.policies, config.decision).expect("compiles");
+        let mut kept = [0usize; 4];
+        let (mut spans, mut roots) = (0, 0);
+        for seed in 0..8 {
+            let batch = crate::testkit::batch(Signal::Traces, seed, 512);
+            let mut memo = ResourceMemo::default();
+            for (_, span) in split_by_trace(&batch) {
+                let view = span.span();
+                let arrival = policies.arrival(&view, &mut memo);
+                assert_eq!(arrival.keep, policies.early_keep(&view));
+                assert_eq!(arrival.start, view.start_time_unix_nano());
+                assert_eq!(arrival.end, view.end_time_unix_nano());
+                let root = view.parent_span_id().is_none_or(|p| p == [0u8; 8]);
+                assert_eq!(arrival.root, root);
+                if let Some(policy) = arrival.keep {
+                    kept[policy] += 1;
+                }
+                spans += 1;
+                roots += usize::from(root);
+            }
+        }
+        // Every path was taken: the resource attribute, status, both span attributes.
+        assert!(kept.iter().all(|&n| n > 0), "{kept:?}");
+        assert!(kept.iter().sum::<usize>() < spans && roots > 0 && roots < spans);
+    }
 
     #[test]
     fn numeric_bounds_respect_open_and_closed_ends() {

@@ -15,14 +15,19 @@
 //!   sampler refuses new data retryably at the fan-out in front of it.
 //! - At shutdown every pending trace is decided and flushed.
 //!
-//! Buffered spans are copied out of their request (`SpanRef::compact`), so a
-//! held span costs its own bytes, not the whole request it came in.
+//! # Cost
+//! A request's spans are grouped by trace first (a sort, not a hash map a
+//! client could flood with colliding ids), so each trace of a request costs
+//! one lookup in the sampler's map, which holds pending traces and remembered
+//! decisions alike. Each span is read once on arrival ([`Policies::arrival`]).
+//! Held spans are copied into one buffer per trace ([`HeldTrace`]). Due times
+//! are two FIFO queues (every trace waits the same `decision_wait`, every
+//! root the same `decision_wait_after_root`), not a heap.
 
-use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, VecDeque};
-
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
 // Trace ids are chosen by clients: std's keyed hasher keeps collision floods
-// out (measured: foldhash's unkeyed-fast variant was 3x slower on these keys).
+// out (it is hashed once per trace per request, not per span).
 use std::collections::hash_map::RandomState;
 use std::time::Duration;
 
@@ -41,7 +46,8 @@ use crate::telemetry::metrics::{
 };
 
 use super::config::TailSamplingConfig;
-use super::policy::{Decision, Policies, PolicyError, TraceSpans};
+use super::held::HeldTrace;
+use super::policy::{Arrival, Decision, Policies, PolicyError, ResourceMemo, TraceSpans};
 
 /// What made a trace be decided (the `trigger` label).
 mod trigger {
@@ -55,68 +61,37 @@ mod trigger {
 /// A trace waiting for its decision.
 #[derive(Debug)]
 struct Pending {
-    spans: Vec<SpanRef>,
-    bytes: usize,
+    spans: HeldTrace,
     first: Instant,
     root_at: Option<Instant>,
-    min_start: u64,
-    max_end: u64,
     /// One item per buffered span, in the stage's budget.
     reservation: Reservation,
     context: Context,
 }
 
-impl Pending {
-    fn due(&self, wait: Duration, after_root: Duration) -> Instant {
-        let by_wait = self.first + wait;
-        match self.root_at {
-            Some(root) => by_wait.min(root + after_root),
-            None => by_wait,
-        }
-    }
+/// What the sampler knows about a trace id.
+#[derive(Debug)]
+enum Slot {
+    Pending(Box<Pending>),
+    /// Kept by this policy: later spans follow.
+    Kept(usize),
+    /// Dropped: later spans are dropped.
+    Dropped,
 }
 
-/// Trace ids (with the policy that decided them) remembered first in, first
-/// out, up to a capacity.
+/// Policy index counted for a drop that no policy made.
+const NO_POLICY: usize = usize::MAX;
+
+/// Remembered decisions of one kind, forgotten first in, first out.
 #[derive(Debug)]
-struct DecisionCache {
-    ids: HashMap<TraceId, usize, RandomState>,
+struct Remembered {
     order: VecDeque<TraceId>,
     capacity: usize,
 }
 
-impl DecisionCache {
-    fn new(capacity: usize) -> Self {
-        DecisionCache {
-            ids: HashMap::default(),
-            order: VecDeque::new(),
-            capacity,
-        }
-    }
-
-    fn get(&self, id: &TraceId) -> Option<usize> {
-        self.ids.get(id).copied()
-    }
-
-    fn contains(&self, id: &TraceId) -> bool {
-        self.ids.contains_key(id)
-    }
-
-    fn insert(&mut self, id: TraceId, policy: usize) {
-        if self.capacity == 0 || self.ids.insert(id, policy).is_some() {
-            return;
-        }
-        self.order.push_back(id);
-        while self.order.len() > self.capacity {
-            if let Some(old) = self.order.pop_front() {
-                self.ids.remove(&old);
-            }
-        }
-    }
-}
-
-/// Policy index recorded for a drop that no policy made.
-const NO_POLICY: usize = usize::MAX;
+/// A due time and the trace it belongs to; the trace may since have been
+/// decided (then the entry is skipped).
+type Due = (Instant, TraceId);
 
 /// The tail sampler of the traces pipeline.
 #[derive(Debug)]
@@ -127,14 +102,17 @@ pub struct TailSampler {
     num_traces: usize,
     max_bytes: usize,
     max_trace_bytes: usize,
-    traces: HashMap<TraceId, Pending, RandomState>,
-    /// Due times; entries whose trace was decided or moved are stale and skipped.
-    due: BinaryHeap<Reverse<(Instant, TraceId)>>,
-    /// Traces in arrival order, for deciding the oldest first; stale entries skipped.
-    arrival: VecDeque<TraceId>,
+    /// Pending traces and remembered decisions.
+    traces: HashMap<TraceId, Slot, RandomState>,
+    pending: usize,
     held_bytes: usize,
-    kept: DecisionCache,
-    dropped: DecisionCache,
+    /// `first + decision_wait` per pending trace, in arrival order (so also
+    /// the order in which bounds decide the oldest).
+    waits: VecDeque<Due>,
+    /// `root_at + decision_wait_after_root`, in arrival order of the roots.
+    roots: VecDeque<Due>,
+    kept: Remembered,
+    dropped: Remembered,
     /// What goes out at the end of the current call, per context.
     out: HashMap<Context, BatchBuilder>,
     /// Per policy: the encoded span attribute naming it (`decision_attribute`), if set.
@@ -143,6 +121,12 @@ pub struct TailSampler {
     adaptive: Option<Adaptive>,
     /// Decision counters by (policy, kept, trigger), registered once.
     counters: HashMap<(usize, bool, &'static str), metrics::Counter>,
+    late_kept: metrics::Counter,
+    late_dropped: metrics::Counter,
+    traces_held: metrics::Gauge,
+    /// Scratch space reused across calls.
+    memo: ResourceMemo,
+    arrivals: Vec<Arrival>,
 }
 
 /// Moves the baseline share so kept spans per second track a target.
@@ -197,13 +181,25 @@ impl TailSampler {
                 config.expected_new_traces_per_sec,
                 RandomState::default(),
             ),
-            due: BinaryHeap::new(),
-            arrival: VecDeque::new(),
+            pending: 0,
             held_bytes: 0,
-            kept: DecisionCache::new(config.decision_cache.sampled_cache_size),
-            dropped: DecisionCache::new(config.decision_cache.non_sampled_cache_size),
+            waits: VecDeque::new(),
+            roots: VecDeque::new(),
+            kept: Remembered {
+                order: VecDeque::new(),
+                capacity: config.decision_cache.sampled_cache_size,
+            },
+            dropped: Remembered {
+                order: VecDeque::new(),
+                capacity: config.decision_cache.non_sampled_cache_size,
+            },
             out: HashMap::new(),
             counters: HashMap::new(),
+            late_kept: counter!(SAMPLING_LATE_SPANS, "decision" => "keep"),
+            late_dropped: counter!(SAMPLING_LATE_SPANS, "decision" => "drop"),
+            traces_held: gauge!(SAMPLING_TRACES_HELD),
+            memo: ResourceMemo::default(),
+            arrivals: Vec::new(),
             adaptive: config.target_spans_per_second.map(|target| Adaptive {
                 target: target as f64,
                 min: config.min_percent,
@@ -256,7 +252,7 @@ impl TailSampler {
 
     /// Traces waiting for a decision.
     pub fn traces_held(&self) -> usize {
-        self.traces.len()
+        self.pending
     }
 
     /// Bytes of spans waiting for a decision.
@@ -264,15 +260,22 @@ impl TailSampler {
         self.held_bytes
     }
 
-    /// Sends `span` of a trace that `policy` kept.
-    fn forward(&mut self, context: &Context, mut span: SpanRef, policy: usize) {
-        if let Some(Some(field)) = self.decision_fields.get(policy) {
-            span.append_fields(field);
+    /// Sends `spans` of a trace that `policy` kept.
+    fn forward(&mut self, context: &Context, spans: impl Iterator<Item = SpanRef>, policy: usize) {
+        let field = self.decision_fields.get(policy).and_then(Option::as_ref);
+        let builder = match self.out.get_mut(context) {
+            Some(builder) => builder,
+            None => self
+                .out
+                .entry(context.clone())
+                .or_insert_with(|| BatchBuilder::new(Signal::Traces)),
+        };
+        for mut span in spans {
+            if let Some(field) = field {
+                span.append_fields(field);
+            }
+            builder.push(span);
         }
-        self.out
-            .entry(context.clone())
-            .or_insert_with(|| BatchBuilder::new(Signal::Traces))
-            .push(span);
     }
 
     fn emit(&mut self, out: &mut Vec<Envelope>) {
@@ -281,33 +284,68 @@ impl TailSampler {
                 out.push(Envelope::with_context(context, builder.build()));
             }
         }
-        gauge!(SAMPLING_TRACES_HELD).set(self.traces.len() as f64);
+        self.traces_held.set(self.pending as f64);
+    }
+
+    /// Records the decision on `id` in place of its pending entry (if any,
+    /// which is returned), and forgets the oldest remembered decision of that
+    /// kind past its cache size.
+    fn settle(&mut self, id: TraceId, decision: Decision) -> Option<Box<Pending>> {
+        let (slot, memory) = match decision {
+            Decision::Keep(policy) => (Slot::Kept(policy), &mut self.kept),
+            Decision::Drop(_) => (Slot::Dropped, &mut self.dropped),
+        };
+        let kept = matches!(slot, Slot::Kept(_));
+        let previous = if memory.capacity == 0 {
+            self.traces.remove(&id)
+        } else {
+            memory.order.push_back(id);
+            self.traces.insert(id, slot)
+        };
+        while memory.order.len() > memory.capacity {
+            let Some(old) = memory.order.pop_front() else {
+                break;
+            };
+            // The id may be pending again (decided, forgotten, seen anew): keep that.
+            if let Entry::Occupied(entry) = self.traces.entry(old) {
+                let same_kind = match entry.get() {
+                    Slot::Kept(_) => kept,
+                    Slot::Dropped => !kept,
+                    Slot::Pending(_) => false,
+                };
+                if same_kind {
+                    entry.remove();
+                }
+            }
+        }
+        match previous {
+            Some(Slot::Pending(pending)) => {
+                self.pending -= 1;
+                self.held_bytes = self.held_bytes.saturating_sub(pending.spans.bytes());
+                Some(pending)
+            }
+            _ => None,
+        }
     }
 
     /// Decides `id` (if still pending) by the policies.
     fn decide(&mut self, id: TraceId, trigger: &'static str) {
-        let Some(pending) = self.traces.remove(&id) else {
+        let Some(Slot::Pending(pending)) = self.traces.get(&id) else {
             return;
         };
-        self.held_bytes = self.held_bytes.saturating_sub(pending.bytes);
         // Every span was checked against the early-keep policies on arrival.
         let decision = self.policies.decide_after_early(&TraceSpans {
             trace_id: &id,
             spans: &pending.spans,
-            min_start: pending.min_start,
-            max_end: pending.max_end,
         });
+        let Some(pending) = self.settle(id, decision) else {
+            return;
+        };
         self.count(decision, trigger);
         self.adapt(decision, pending.spans.len(), Instant::now());
-        match decision {
-            Decision::Keep(policy) => {
-                self.kept.insert(id, policy);
-                let Pending { spans, context, .. } = pending;
-                for span in spans {
-                    self.forward(&context, span, policy);
-                }
-            }
-            Decision::Drop(policy) => self.dropped.insert(id, policy.unwrap_or(NO_POLICY)),
+        if let Decision::Keep(policy) = decision {
+            let Pending { spans, context, .. } = *pending;
+            self.forward(&context, spans.into_spans(), policy);
         }
     }
 
@@ -331,13 +369,144 @@ impl TailSampler {
         }
     }
 
+    /// Whether a `waits` entry is the due time of the trace as it is pending now.
+    fn wait_is_current(&self, (due, id): &Due) -> bool {
+        matches!(self.traces.get(id), Some(Slot::Pending(p)) if p.first + self.wait == *due)
+    }
+
+    fn root_is_current(&self, (due, id): &Due) -> bool {
+        matches!(
+            self.traces.get(id),
+            Some(Slot::Pending(p)) if p.root_at.is_some_and(|r| r + self.after_root == *due)
+        )
+    }
+
     /// Decides the oldest traces until both bounds hold again.
     fn enforce_bounds(&mut self) {
-        while self.traces.len() > self.num_traces || self.held_bytes > self.max_bytes {
-            let Some(id) = self.arrival.pop_front() else {
+        while self.pending > self.num_traces || self.held_bytes > self.max_bytes {
+            let Some(entry) = self.waits.pop_front() else {
                 return;
             };
-            self.decide(id, trigger::BUFFER_FULL);
+            if self.wait_is_current(&entry) {
+                self.decide(entry.1, trigger::BUFFER_FULL);
+            }
+        }
+    }
+
+    /// Drops the queue entries of decided traces once they outnumber the
+    /// live ones (traces kept early leave theirs behind), so the queues stay
+    /// bounded by the pending traces, not by the arrival rate.
+    fn compact_queues(&mut self) {
+        let limit = 2 * self.pending + 1024;
+        if self.waits.len() > limit {
+            let mut waits = std::mem::take(&mut self.waits);
+            waits.retain(|e| self.wait_is_current(e));
+            self.waits = waits;
+        }
+        if self.roots.len() > limit {
+            let mut roots = std::mem::take(&mut self.roots);
+            roots.retain(|e| self.root_is_current(e));
+            self.roots = roots;
+        }
+    }
+
+    /// Spans of `id` arriving after its decision.
+    fn late(&mut self, context: &Context, id: TraceId, spans: &[SpanRef]) -> bool {
+        match self.traces.get(&id) {
+            Some(Slot::Kept(policy)) => {
+                let policy = *policy;
+                self.late_kept.increment(spans.len() as u64);
+                if let Some(adaptive) = self.adaptive.as_mut() {
+                    if !self.policies.is_baseline(policy) {
+                        adaptive.must_keep_spans += spans.len() as u64;
+                    }
+                }
+                self.forward(context, spans.iter().cloned(), policy);
+                true
+            }
+            Some(Slot::Dropped) => {
+                self.late_dropped.increment(spans.len() as u64);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The spans of one trace from one request.
+    fn admit(
+        &mut self,
+        context: &Context,
+        id: TraceId,
+        spans: &[SpanRef],
+        reservation: Reservation,
+        now: Instant,
+    ) {
+        if self.late(context, id, spans) {
+            return;
+        }
+        let mut arrivals = std::mem::take(&mut self.arrivals);
+        arrivals.clear();
+        let mut keep = None;
+        for span in spans {
+            let arrival = self.policies.arrival(&span.span(), &mut self.memo);
+            if arrival.keep.is_some() {
+                keep = arrival.keep;
+                break;
+            }
+            arrivals.push(arrival);
+        }
+        if let Some(policy) = keep {
+            self.arrivals = arrivals;
+            self.count(Decision::Keep(policy), trigger::EARLY);
+            let held = self.settle(id, Decision::Keep(policy));
+            let mut kept = spans.len();
+            if let Some(pending) = held {
+                kept += pending.spans.len();
+                let Pending {
+                    spans: held,
+                    context: held_context,
+                    ..
+                } = *pending;
+                self.forward(&held_context, held.into_spans(), policy);
+            }
+            self.adapt(Decision::Keep(policy), kept, now);
+            self.forward(context, spans.iter().cloned(), policy);
+            return;
+        }
+        let bytes: usize = spans.iter().map(|s| s.item().len()).sum();
+        let slot = match self.traces.entry(id) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(entry) => {
+                self.pending += 1;
+                self.waits.push_back((now + self.wait, id));
+                entry.insert(Slot::Pending(Box::new(Pending {
+                    spans: HeldTrace::new(),
+                    first: now,
+                    root_at: None,
+                    reservation: Reservation::detached(0),
+                    context: context.clone(),
+                })))
+            }
+        };
+        let Slot::Pending(pending) = slot else {
+            // `late` handled the decided ones.
+            self.arrivals = arrivals;
+            return;
+        };
+        pending.spans.reserve(spans.len(), bytes);
+        for (span, arrival) in spans.iter().zip(&arrivals) {
+            pending.spans.push(span, arrival.start, arrival.end);
+        }
+        pending.reservation.merge(reservation);
+        if pending.root_at.is_none() && arrivals.iter().any(|a| a.root) {
+            pending.root_at = Some(now);
+            self.roots.push_back((now + self.after_root, id));
+        }
+        let too_big = pending.spans.bytes() > self.max_trace_bytes;
+        self.held_bytes += bytes;
+        self.arrivals = arrivals;
+        if too_big {
+            self.decide(id, trigger::TRACE_BYTES);
         }
     }
 }
@@ -405,116 +574,74 @@ impl Transform for TailSampler {
             mut reservation,
         } = input;
         let now = Instant::now();
-        for (id, mut span) in split_by_trace(&batch) {
+        self.memo.clear();
+        // Group by trace with a sort of (id, position) pairs, so spans of a
+        // trace keep their order and only small keys move.
+        let mut spans: Vec<Option<SpanRef>> = Vec::with_capacity(batch.items() as usize);
+        let mut order: Vec<(TraceId, u32)> = Vec::with_capacity(batch.items() as usize);
+        for (id, span) in split_by_trace(&batch) {
+            order.push((id, spans.len() as u32));
+            spans.push(Some(span));
+        }
+        order.sort_unstable();
+        let mut group: Vec<SpanRef> = Vec::new();
+        for run in order.chunk_by(|a, b| a.0 == b.0) {
+            group.clear();
+            group.extend(run.iter().filter_map(|&(_, at)| spans[at as usize].take()));
             // One item of the budget per span, released when the span leaves.
-            let item = reservation.split(1);
-            if let Some(policy) = self.kept.get(&id) {
-                counter!(SAMPLING_LATE_SPANS, "decision" => "keep").increment(1);
-                if let Some(adaptive) = self.adaptive.as_mut() {
-                    if !self.policies.is_baseline(policy) {
-                        adaptive.must_keep_spans += 1;
-                    }
-                }
-                self.forward(&context, span, policy);
-                continue;
-            }
-            if self.dropped.contains(&id) {
-                counter!(SAMPLING_LATE_SPANS, "decision" => "drop").increment(1);
-                continue;
-            }
-            let view = span.span();
-            if let Some(policy) = self.policies.early_keep(&view) {
-                self.count(Decision::Keep(policy), trigger::EARLY);
-                self.kept.insert(id, policy);
-                let mut spans = 1;
-                if let Some(pending) = self.traces.remove(&id) {
-                    self.held_bytes = self.held_bytes.saturating_sub(pending.bytes);
-                    spans += pending.spans.len();
-                    for held in pending.spans {
-                        self.forward(&pending.context, held, policy);
-                    }
-                }
-                self.adapt(Decision::Keep(policy), spans, now);
-                self.forward(&context, span, policy);
-                continue;
-            }
-            let (start, end) = (view.start_time_unix_nano(), view.end_time_unix_nano());
-            let root = view.parent_span_id().is_none_or(|p| p == [0u8; 8]);
-            span.compact();
-            let bytes = span.item().len();
-            // One lookup: a new trace is entered, and scheduled, in the same step.
-            let (due, arrival, wait) = (&mut self.due, &mut self.arrival, self.wait);
-            let pending = self.traces.entry(id).or_insert_with(|| {
-                due.push(Reverse((now + wait, id)));
-                arrival.push_back(id);
-                Pending {
-                    spans: Vec::new(),
-                    bytes: 0,
-                    first: now,
-                    root_at: None,
-                    min_start: u64::MAX,
-                    max_end: 0,
-                    reservation: Reservation::detached(0),
-                    context: context.clone(),
-                }
-            });
-            pending.spans.push(span);
-            pending.bytes += bytes;
-            pending.min_start = pending.min_start.min(start);
-            pending.max_end = pending.max_end.max(end);
-            pending.reservation.merge(item);
-            if root && pending.root_at.is_none() {
-                pending.root_at = Some(now);
-                let due = pending.due(self.wait, self.after_root);
-                self.due.push(Reverse((due, id)));
-            }
-            let too_big = pending.bytes > self.max_trace_bytes;
-            self.held_bytes += bytes;
-            if too_big {
-                self.decide(id, trigger::TRACE_BYTES);
-            }
+            let items = reservation.split(group.len() as u64);
+            self.admit(&context, run[0].0, &group, items, now);
         }
         self.enforce_bounds();
+        self.compact_queues();
         self.emit(out);
         Ok(())
     }
 
     fn deadline(&self) -> Option<Instant> {
         // A stale entry in front only makes `on_deadline` run early and skip it.
-        self.due.peek().map(|Reverse((due, _))| *due)
+        let wait = self.waits.front().map(|(due, _)| *due);
+        let root = self.roots.front().map(|(due, _)| *due);
+        match (wait, root) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn on_deadline(&mut self, now: Instant, out: &mut Vec<Envelope>) {
-        while let Some(Reverse((due, id))) = self.due.peek().copied() {
-            if due > now {
+        while let Some(entry) = self.roots.front().copied() {
+            if entry.0 > now {
                 break;
             }
-            self.due.pop();
-            let current = self
-                .traces
-                .get(&id)
-                .map(|p| p.due(self.wait, self.after_root));
-            if current.is_some_and(|current| current <= now) {
-                self.decide(id, trigger::WAIT);
+            self.roots.pop_front();
+            if self.root_is_current(&entry) {
+                self.decide(entry.1, trigger::WAIT);
             }
         }
-        // Arrival entries of decided traces are dropped as they reach the front.
-        while let Some(id) = self.arrival.front() {
-            if self.traces.contains_key(id) {
+        while let Some(entry) = self.waits.front().copied() {
+            if entry.0 > now {
                 break;
             }
-            self.arrival.pop_front();
+            self.waits.pop_front();
+            if self.wait_is_current(&entry) {
+                self.decide(entry.1, trigger::WAIT);
+            }
         }
         self.emit(out);
     }
 
     fn flush(&mut self, out: &mut Vec<Envelope>) {
-        let ids: Vec<TraceId> = self.traces.keys().copied().collect();
+        let ids: Vec<TraceId> = self
+            .traces
+            .iter()
+            .filter(|(_, slot)| matches!(slot, Slot::Pending(_)))
+            .map(|(id, _)| *id)
+            .collect();
         for id in ids {
             self.decide(id, trigger::SHUTDOWN);
         }
-        self.due.clear();
-        self.arrival.clear();
+        self.waits.clear();
+        self.roots.clear();
         self.emit(out);
     }
 }
