@@ -17,25 +17,7 @@ use otlp_gateway::sampling::{TailSampler, TailSamplingConfig};
 use otlp_gateway::stage::Transform;
 use otlp_gateway::testkit;
 
-const SHOP: &str = r#"
-decision = "first_match"
-[[policies]]
-name = "errors"
-type = "status_code"
-status_code = { status_codes = ["ERROR"] }
-[[policies]]
-name = "vip"
-type = "boolean_attribute"
-boolean_attribute = { key = "user.vip", value = true }
-[[policies]]
-name = "high-value"
-type = "numeric_attribute"
-numeric_attribute = { key = "order.amount", min_value = 1000, min_inclusive = false }
-[[policies]]
-name = "baseline"
-type = "probabilistic"
-probabilistic = { sampling_percentage = 10 }
-"#;
+const SHOP: &str = testkit::SHOP_SAMPLING;
 
 fn resident_bytes() -> u64 {
     std::fs::read_to_string("/proc/self/status")

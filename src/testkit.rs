@@ -673,6 +673,29 @@ pub fn batch(signal: Signal, seed: u64, items: usize) -> Batch {
         .batch
 }
 
+/// The e-commerce tail-sampling policies of `../shared/SEED.md` as a
+/// `[processors.tail_sampling]` table body (default waits): errors, VIP
+/// users and orders over 1000 whole, 10 % of the rest.
+pub const SHOP_SAMPLING: &str = r#"
+decision = "first_match"
+[[policies]]
+name = "errors"
+type = "status_code"
+status_code = { status_codes = ["ERROR"] }
+[[policies]]
+name = "vip"
+type = "boolean_attribute"
+boolean_attribute = { key = "user.vip", value = true }
+[[policies]]
+name = "high-value"
+type = "numeric_attribute"
+numeric_attribute = { key = "order.amount", min_value = 1000, min_inclusive = false }
+[[policies]]
+name = "baseline"
+type = "probabilistic"
+probabilistic = { sampling_percentage = 10 }
+"#;
+
 #[cfg(test)]
 mod tests {
     use super::*;

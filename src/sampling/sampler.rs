@@ -657,27 +657,7 @@ mod tests {
     use opentelemetry_proto::tonic::trace::v1::{status, ResourceSpans, ScopeSpans, Span, Status};
     use prost::Message;
 
-    const SHOP: &str = r#"
-decision_wait = "10s"
-decision_wait_after_root = "2s"
-decision = "first_match"
-[[policies]]
-name = "errors"
-type = "status_code"
-status_code = { status_codes = ["ERROR"] }
-[[policies]]
-name = "vip"
-type = "boolean_attribute"
-boolean_attribute = { key = "user.vip", value = true }
-[[policies]]
-name = "high-value"
-type = "numeric_attribute"
-numeric_attribute = { key = "order.amount", min_value = 1000, min_inclusive = false }
-[[policies]]
-name = "baseline"
-type = "probabilistic"
-probabilistic = { sampling_percentage = 10 }
-"#;
+    const SHOP: &str = crate::testkit::SHOP_SAMPLING;
 
     fn sampler(toml_text: &str) -> TailSampler {
         let config: TailSamplingConfig = toml::from_str(toml_text).expect("config");
