@@ -124,14 +124,19 @@ fn rewrite(c: &mut Criterion<clock::Clock>) {
     let mut group = c.benchmark_group("rewrite");
     group.throughput(Throughput::Elements(SPANS as u64));
     group.bench_function("walk_no_change", |b| {
-        b.iter(|| view::rewrite_strings(black_box(&batch), |_| None).is_none())
+        b.iter(|| {
+            otlp_gateway::model::rewrite::rewrite_strings(black_box(&batch), |_| None).is_none()
+        })
     });
     group.bench_function("walk_no_change_bytes", |b| {
-        b.iter(|| view::rewrite_string_bytes(black_box(&batch), |_, _| None).is_none())
+        b.iter(|| {
+            otlp_gateway::model::rewrite::rewrite_string_bytes(black_box(&batch), |_, _| None)
+                .is_none()
+        })
     });
     group.bench_function("mask_card_spans_bytes", |b| {
         b.iter(|| {
-            view::rewrite_string_bytes(black_box(&batch), |_, s| {
+            otlp_gateway::model::rewrite::rewrite_string_bytes(black_box(&batch), |_, s| {
                 // Cheap prefilter on bytes, as a PAN scanner would: 16 digits in a row.
                 let digits = s.iter().filter(|c| c.is_ascii_digit()).count();
                 if digits < 16 {
@@ -143,7 +148,10 @@ fn rewrite(c: &mut Criterion<clock::Clock>) {
         })
     });
     group.bench_function("mask_card_spans", |b| {
-        b.iter(|| view::rewrite_strings(black_box(&batch), mask).expect("cards present"))
+        b.iter(|| {
+            otlp_gateway::model::rewrite::rewrite_strings(black_box(&batch), mask)
+                .expect("cards present")
+        })
     });
     group.finish();
 }

@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod context;
 pub mod regroup;
+pub mod rewrite;
 pub mod schema;
 pub mod signal;
 pub mod view;
