@@ -22,6 +22,7 @@ pub mod config;
 pub mod model;
 pub mod receiver;
 pub mod pipeline;
+pub mod redaction;
 pub mod sampling;
 pub mod batch;
 pub mod queue;

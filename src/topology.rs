@@ -35,8 +35,9 @@ use crate::telemetry::{metrics_handle, AdminServer, Readiness};
 
 use crate::pipeline::branch::{spawn_branch, BranchSettings, BranchTasks};
 use crate::pipeline::{
-    spawn_sharded_stage, Downstream, FanOut, Ingest, SignalPipeline, Submission,
+    spawn_sharded_stage, BatchStage, Downstream, FanOut, Ingest, SignalPipeline, Submission,
 };
+use crate::redaction::Redactor;
 use crate::sampling::sampler::split_by_shard;
 use crate::sampling::{TailSampler, TailSamplingConfig};
 
@@ -63,6 +64,8 @@ pub enum StartError {
     },
     #[error("tail sampling")]
     Sampling(#[source] crate::sampling::policy::PolicyError),
+    #[error("redaction")]
+    Redaction(#[source] crate::redaction::RedactionError),
     #[error("pipeline {signal} names unknown exporter {id}")]
     UnknownExporter { signal: Signal, id: String },
     #[error("receiver")]
@@ -167,10 +170,16 @@ impl Gateway {
                 }
                 _ => FanOut::new(signal, targets),
             };
+            // Redaction first, so no unmasked value reaches a buffer, queue or exporter.
+            let mut stages: Vec<BatchStage> = Vec::new();
+            if let Some(redaction) = &config.processors.redaction {
+                let redactor = Redactor::new(redaction, signal).map_err(StartError::Redaction)?;
+                stages.push(Box::new(redactor));
+            }
             let (tx, rx) = mpsc::channel(SIGNAL_CHANNEL);
             senders[slot] = Some(tx);
             pipelines.spawn(
-                SignalPipeline::new(signal, Vec::new(), fanout, retry_after)
+                SignalPipeline::new(signal, stages, fanout, retry_after)
                     .with_abort(abort_export.clone())
                     .run(rx),
             );

@@ -78,6 +78,9 @@ pub struct ProcessorsConfig {
     /// `[processors.tail_sampling]`: when present, the traces pipeline samples whole traces.
     /// Default: absent (every span goes on).
     pub tail_sampling: Option<crate::sampling::TailSamplingConfig>,
+    /// `[processors.redaction]`: when present, every signal's pipeline masks
+    /// card numbers and applies key rules first. Default: absent (nothing redacted).
+    pub redaction: Option<crate::redaction::RedactionConfig>,
 }
 
 /// `[pipelines]`: which exporters each signal goes to.

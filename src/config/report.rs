@@ -89,12 +89,16 @@ pub fn describe(config: &Config) -> String {
     for signal in Signal::ALL {
         match config.pipelines.get(signal) {
             Some(pipeline) => {
+                let redaction = match &config.processors.redaction {
+                    Some(redaction) => format!("{} -> ", redaction.describe()),
+                    None => String::new(),
+                };
                 let sampling = match (&config.processors.tail_sampling, signal) {
                     (Some(sampling), Signal::Traces) => format!("{} -> ", sampling.describe()),
                     _ => String::new(),
                 };
                 out.push_str(&format!(
-                    "pipeline {}: receivers [otlp] -> {sampling}{batch} -> exporters [{}]\n",
+                    "pipeline {}: receivers [otlp] -> {redaction}{sampling}{batch} -> exporters [{}]\n",
                     signal.as_str(),
                     pipeline.exporters.join(", ")
                 ))

@@ -46,6 +46,9 @@ impl Validate for Config {
         self.processors
             .batch
             .validate(&join(path, "processors.batch"), errors);
+        if let Some(redaction) = &self.processors.redaction {
+            redaction.validate(&join(path, "processors.redaction"), errors);
+        }
         if let Some(sampling) = &self.processors.tail_sampling {
             let sampling_path = join(path, "processors.tail_sampling");
             sampling.validate(&sampling_path, errors);

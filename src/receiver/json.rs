@@ -45,7 +45,11 @@ pub fn to_protobuf_within(
     transcode::transcode(request, body, budget, limit).map_err(|stop| match stop {
         Stop::TooLarge { limit } => RequestError::DecompressedTooLarge { limit },
         Stop::MemoryLimit { limit } => RequestError::MemoryLimit { limit },
-        Stop::Invalid(message) => RequestError::Json { signal, message },
+        // The message may quote a value of the request: no card number in it.
+        Stop::Invalid(message) => RequestError::Json {
+            signal,
+            message: crate::redaction::mask_text(&message).into_owned(),
+        },
     })
 }
 

@@ -54,6 +54,14 @@ pub const SAMPLING_TRACES_HELD: &str = "otlp_gateway_sampling_traces_held";
 /// The adaptive baseline's share of ordinary traces, in percent.
 pub const SAMPLING_BASELINE_PERCENT: &str = "otlp_gateway_sampling_baseline_percent";
 
+// --- redaction ---
+/// Values changed by the redaction stage, by `signal`, `rule` (`pan` for card
+/// numbers found in text, `blocked_keys`, `allowed_keys`, or a rule's name)
+/// and `action`.
+pub const REDACTION_VALUES: &str = "otlp_gateway_redaction_values_total";
+/// Items (spans, data points, log records) in batches the redaction stage changed, by `signal`.
+pub const REDACTION_BATCH_ITEMS: &str = "otlp_gateway_redaction_changed_batch_items_total";
+
 // --- batcher ---
 /// Items per flushed batch, by `exporter`, `signal`.
 pub const BATCH_ITEMS: &str = "otlp_gateway_batch_items";
@@ -133,6 +141,14 @@ pub fn describe() {
     describe_counter!(
         STAGE_ITEMS_DROPPED,
         "Items a full stage or connector did not get, or gave up at shutdown."
+    );
+    describe_counter!(
+        REDACTION_VALUES,
+        "Values changed by redaction, by rule and action."
+    );
+    describe_counter!(
+        REDACTION_BATCH_ITEMS,
+        "Items in batches that redaction changed."
     );
     describe_histogram!(BATCH_ITEMS, "Items per flushed batch.");
     describe_counter!(BATCH_FLUSHES, "Batch flushes, by trigger.");

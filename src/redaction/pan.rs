@@ -1,0 +1,360 @@
+//! Finding primary account numbers (PANs) in text and masking them.
+//!
+//! A PAN is 13–19 digits, written in one run or in groups joined by single
+//! spaces or dashes (`4111 1111 1111 1111`, `3782-822463-10005`), that passes
+//! the Luhn check and is not glued to further digits: the digit before its
+//! first group and the digit after its last group, if any, are separated from
+//! it. Inside a longer string each PAN is replaced in place by `****` and its
+//! last four digits (`pay 4111-1111-1111-1111 now` → `pay ****1111 now`).
+//!
+//! Two kinds of number are never PANs, whatever their digits: an
+//! international phone number (a run right after `+`), and an IBAN (two
+//! capital letters, two check digits, then letters and digits, grouped or not,
+//! whose ISO 13616 mod-97 check holds), so `DE89 3704 0044 0532 0130 00`
+//! stays intact even where a span of its groups happens to pass Luhn.
+//!
+//! With [`PanScope::PaymentNetworks`] (the default) a PAN must also start with
+//! 2–6, the major-industry digits of the card networks (Mastercard 2 and 5;
+//! American Express, JCB and Diners 3; Visa 4; Discover, UnionPay and Maestro
+//! 6). That spares epoch timestamps in milliseconds, microseconds and
+//! nanoseconds (13, 16 and 19 digits starting with 1 until 2033) the one in
+//! ten that happen to pass Luhn. [`PanScope::AnyLuhn`] masks every Luhn-valid
+//! run.
+//!
+//! # Cost
+//! Most strings have fewer than 13 digits and cost one counting pass (which
+//! the compiler vectorises); only the rest are scanned for groups.
+
+/// Fewest digits of a PAN.
+pub const MIN_DIGITS: usize = 13;
+/// Most digits of a PAN.
+pub const MAX_DIGITS: usize = 19;
+
+/// Which Luhn-valid digit runs count as card numbers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PanScope {
+    /// First digit 2–6 (the card networks' major-industry identifiers).
+    #[default]
+    PaymentNetworks,
+    /// Any first digit.
+    AnyLuhn,
+}
+
+/// One PAN found in a string: its byte range (separators included) and last four digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pan {
+    pub start: usize,
+    pub end: usize,
+    pub last4: [u8; 4],
+}
+
+/// Whether `text` has enough digits to hold a PAN at all (the cheap first test).
+#[inline]
+pub fn may_contain(text: &[u8]) -> bool {
+    text.len() >= MIN_DIGITS && text.iter().filter(|b| b.is_ascii_digit()).count() >= MIN_DIGITS
+}
+
+/// Every PAN in `text`, left to right, not overlapping.
+pub fn find(text: &[u8], scope: PanScope) -> Vec<Pan> {
+    let mut found = Vec::new();
+    if !may_contain(text) {
+        return found;
+    }
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut i = 0;
+    while i < text.len() {
+        if !text[i].is_ascii_digit() {
+            if let Some(end) = iban_at(text, i) {
+                i = end;
+            } else {
+                i += 1;
+            }
+            continue;
+        }
+        let after_plus = i > 0 && text[i - 1] == b'+';
+        // A maximal run of digit groups joined by single separators.
+        groups.clear();
+        loop {
+            let start = i;
+            while i < text.len() && text[i].is_ascii_digit() {
+                i += 1;
+            }
+            groups.push((start, i));
+            let joined = i + 1 < text.len()
+                && matches!(text[i], b' ' | b'-')
+                && text[i + 1].is_ascii_digit();
+            if !joined {
+                break;
+            }
+            i += 1;
+        }
+        if !after_plus {
+            pans_in_run(text, &groups, scope, &mut found);
+        }
+    }
+    found
+}
+
+/// Longest IBAN in its printed form (groups of letters and digits joined by
+/// single spaces) or electronic form.
+const IBAN_MAX: usize = 34;
+const IBAN_MIN: usize = 15;
+
+/// The end of the IBAN that starts at `at`, if one does: two capital letters
+/// (not glued to a letter or digit before them), two check digits, then
+/// letters and digits, 15–34 in all, whose mod-97 check holds (tried at each
+/// group boundary, longest first, so a number after the IBAN does not hide it).
+fn iban_at(text: &[u8], at: usize) -> Option<usize> {
+    let head = text.get(at..at + 4)?;
+    if !(head[0].is_ascii_uppercase()
+        && head[1].is_ascii_uppercase()
+        && head[2].is_ascii_digit()
+        && head[3].is_ascii_digit())
+        || (at > 0 && text[at - 1].is_ascii_alphanumeric())
+    {
+        return None;
+    }
+    // Characters of the IBAN and the byte offsets where a group ends.
+    let mut chars: Vec<u8> = Vec::with_capacity(IBAN_MAX);
+    let mut ends: Vec<(usize, usize)> = Vec::new(); // (chars so far, byte end)
+    let mut i = at;
+    loop {
+        while i < text.len() && text[i].is_ascii_alphanumeric() && chars.len() < IBAN_MAX + 1 {
+            chars.push(text[i].to_ascii_uppercase());
+            i += 1;
+        }
+        if chars.len() > IBAN_MAX {
+            break;
+        }
+        ends.push((chars.len(), i));
+        let joined = i + 1 < text.len() && text[i] == b' ' && text[i + 1].is_ascii_alphanumeric();
+        if !joined {
+            break;
+        }
+        i += 1;
+    }
+    ends.iter()
+        .rev()
+        .find(|&&(len, _)| (IBAN_MIN..=IBAN_MAX).contains(&len) && iban_checks(&chars[..len]))
+        .map(|&(_, end)| end)
+}
+
+/// ISO 13616: move the first four characters to the end, letters become
+/// 10–35, and the number must be 1 modulo 97.
+fn iban_checks(iban: &[u8]) -> bool {
+    let mut rest = 0u32;
+    for &c in iban[4..].iter().chain(&iban[..4]) {
+        let value = match c {
+            b'0'..=b'9' => u32::from(c - b'0'),
+            b'A'..=b'Z' => u32::from(c - b'A') + 10,
+            _ => return false,
+        };
+        rest = if value >= 10 {
+            (rest * 100 + value) % 97
+        } else {
+            (rest * 10 + value) % 97
+        };
+    }
+    rest == 1
+}
+
+/// The PANs among consecutive groups of one run: from each group, the longest
+/// span of whole groups that holds 13–19 digits and passes the checks.
+fn pans_in_run(text: &[u8], groups: &[(usize, usize)], scope: PanScope, found: &mut Vec<Pan>) {
+    let mut first = 0;
+    while first < groups.len() {
+        let mut best = None;
+        let mut digits = 0;
+        for (last, &(start, end)) in groups.iter().enumerate().skip(first) {
+            digits += end - start;
+            if digits > MAX_DIGITS {
+                break;
+            }
+            if digits >= MIN_DIGITS && is_pan(text, &groups[first..=last], digits, scope) {
+                best = Some(last);
+            }
+        }
+        match best {
+            Some(last) => {
+                let end = groups[last].1;
+                found.push(Pan {
+                    start: groups[first].0,
+                    end,
+                    last4: last_four(text, &groups[first..=last]),
+                });
+                first = last + 1;
+            }
+            None => first += 1,
+        }
+    }
+}
+
+fn is_pan(text: &[u8], groups: &[(usize, usize)], digits: usize, scope: PanScope) -> bool {
+    debug_assert!((MIN_DIGITS..=MAX_DIGITS).contains(&digits));
+    let first_digit = text[groups[0].0];
+    if scope == PanScope::PaymentNetworks && !(b'2'..=b'6').contains(&first_digit) {
+        return false;
+    }
+    luhn(groups.iter().flat_map(|&(s, e)| text[s..e].iter().copied()))
+}
+
+/// The Luhn (mod 10) check over ASCII digits.
+pub fn luhn(digits: impl DoubleEndedIterator<Item = u8>) -> bool {
+    let mut sum = 0u32;
+    for (i, d) in digits.rev().enumerate() {
+        let mut v = u32::from(d - b'0');
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum % 10 == 0
+}
+
+fn last_four(text: &[u8], groups: &[(usize, usize)]) -> [u8; 4] {
+    let mut last4 = [b'0'; 4];
+    let mut digits = groups
+        .iter()
+        .rev()
+        .flat_map(|&(s, e)| text[s..e].iter().rev().copied());
+    for slot in last4.iter_mut().rev() {
+        if let Some(d) = digits.next() {
+            *slot = d;
+        }
+    }
+    last4
+}
+
+/// `text` with every PAN replaced by `****` and its last four digits, or
+/// `None` when it holds none. `text` must be UTF-8; the result is (only ASCII
+/// digits and separators are replaced).
+pub fn mask(text: &[u8], scope: PanScope) -> Option<(Vec<u8>, usize)> {
+    let pans = find(text, scope);
+    if pans.is_empty() {
+        return None;
+    }
+    let mut out = Vec::with_capacity(text.len());
+    let mut copied = 0;
+    for pan in &pans {
+        out.extend_from_slice(&text[copied..pan.start]);
+        out.extend_from_slice(b"****");
+        out.extend_from_slice(&pan.last4);
+        copied = pan.end;
+    }
+    out.extend_from_slice(&text[copied..]);
+    Some((out, pans.len()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn masked(s: &str) -> String {
+        match mask(s.as_bytes(), PanScope::PaymentNetworks) {
+            Some((out, _)) => String::from_utf8(out).expect("ascii replacement"),
+            None => s.to_string(),
+        }
+    }
+
+    #[test]
+    fn masks_plain_and_grouped_card_numbers_in_place() {
+        assert_eq!(masked("4111111111111111"), "****1111");
+        assert_eq!(masked("card 4111 1111 1111 1111 ok"), "card ****1111 ok");
+        assert_eq!(masked("x=4111-1111-1111-1111;"), "x=****1111;");
+        // American Express, 15 digits grouped 4-6-5.
+        assert_eq!(masked("amex 3782-822463-10005"), "amex ****0005");
+        // Two in one string, glued to letters and punctuation.
+        assert_eq!(
+            masked("a4111111111111111b,5500000000000004."),
+            "a****1111b,****0004."
+        );
+        // JSON with the number as a string value.
+        assert_eq!(
+            masked(r#"{"card":"4111111111111111","cvv":"123"}"#),
+            r#"{"card":"****1111","cvv":"123"}"#
+        );
+    }
+
+    #[test]
+    fn every_length_from_13_to_19() {
+        for len in MIN_DIGITS..=MAX_DIGITS {
+            let pan = with_check_digit(&format!("4{}", "2".repeat(len - 2)));
+            assert_eq!(pan.len(), len);
+            assert_eq!(masked(&pan), format!("****{}", &pan[len - 4..]), "{pan}");
+        }
+    }
+
+    #[test]
+    fn leaves_numbers_that_are_not_card_numbers() {
+        for keep in [
+            "4111111111111112",     // fails Luhn
+            "411111111111",         // 12 digits
+            "41111111111111110",    // glued: 17 digits that fail Luhn
+            "14111111111111111",    // glued on the left
+            "41111111111111111111", // 20 digits
+            "2026-12-03T10:15:30.123456789Z",
+            "+1 555-123-4567",
+            "GB82 WEST 1234 5698 7654 32",
+            "order 1234-5678",
+            "",
+        ] {
+            assert_eq!(masked(keep), keep);
+        }
+    }
+
+    #[test]
+    fn scope_decides_about_runs_that_start_with_other_digits() {
+        // A Luhn-valid 13-digit epoch in milliseconds.
+        let epoch = with_check_digit("173321280000");
+        assert_eq!(masked(&epoch), epoch);
+        let any = mask(epoch.as_bytes(), PanScope::AnyLuhn).expect("luhn-valid");
+        assert_eq!(any.0, format!("****{}", &epoch[9..]).into_bytes());
+    }
+
+    #[test]
+    fn a_card_number_next_to_other_numbers_is_still_found() {
+        // The order id is a group of the same run; the PAN is the longest valid span.
+        assert_eq!(masked("12345 4111111111111111"), "12345 ****1111");
+        assert_eq!(masked("4111111111111111 2029"), "****1111 2029");
+    }
+
+    #[test]
+    fn ibans_and_international_phone_numbers_are_not_card_numbers() {
+        // Luhn-valid spans of groups inside a valid IBAN (3704 0044 0532 0130 00 …).
+        for iban in [
+            "DE89 3704 0044 0532 0130 00",
+            "DE89370400440532013000",
+            "pay to GB82 WEST 1234 5698 7654 32 today",
+            "FR14 2004 1010 0505 0001 3M02 606",
+            "NL91 ABNA 0417 1643 00",
+        ] {
+            assert_eq!(mask(iban.as_bytes(), PanScope::AnyLuhn), None, "{iban}");
+        }
+        assert!(iban_checks(b"DE89370400440532013000"));
+        assert!(!iban_checks(b"DE88370400440532013000"));
+        // An invalid IBAN is just text: a card number after it is still found.
+        assert_eq!(masked("DE00 4111 1111 1111 1111"), "DE00 ****1111");
+        // A Luhn-valid 13-digit run after a plus sign is a phone number.
+        let phone = format!("+{}", with_check_digit("551191234567"));
+        assert_eq!(masked(&phone), phone);
+    }
+
+    #[test]
+    fn luhn_matches_known_values() {
+        assert!(luhn(b"79927398713".iter().copied()));
+        assert!(!luhn(b"79927398710".iter().copied()));
+        assert!(luhn(b"0".iter().copied()));
+    }
+
+    /// `prefix` with the Luhn check digit appended.
+    fn with_check_digit(prefix: &str) -> String {
+        (b'0'..=b'9')
+            .map(|d| format!("{prefix}{}", d as char))
+            .find(|s| luhn(s.bytes()))
+            .expect("one check digit fits")
+    }
+}

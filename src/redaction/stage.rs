@@ -1,0 +1,236 @@
+//! [`Redactor`]: the inline stage that applies the rules to every batch of
+//! one signal, first in its pipeline.
+
+use metrics::{counter, Counter};
+use prost::Message as _;
+
+use super::config::{RedactionConfig, Summary};
+use super::pan;
+use super::rules::{KeyClass, RedactionError, Rules, PAN_RULE};
+use crate::model::rewrite::{self, KeyValueEdit, Rewriter, StrField};
+use crate::model::{Envelope, Signal};
+use crate::stage::{StageError, Transform};
+use crate::telemetry::metrics::{REDACTION_BATCH_ITEMS, REDACTION_VALUES};
+
+/// The summary attribute added to changed items with `summary = "info"`.
+pub const MASKED_COUNT_KEY: &str = "redaction.masked.count";
+
+/// The redaction stage of one signal's pipeline.
+pub struct Redactor {
+    rules: Rules,
+    summary: Summary,
+    cache: KeyCache,
+    /// Values changed in the current batch, by rule.
+    counts: Vec<u64>,
+    /// `REDACTION_VALUES` by rule, registered once.
+    counters: Vec<Counter>,
+    changed_items: Counter,
+}
+
+impl Redactor {
+    /// The stage for `signal`.
+    ///
+    /// # Errors
+    /// [`RedactionError`] when a pattern does not compile or the hash key is missing.
+    pub fn new(config: &RedactionConfig, signal: Signal) -> Result<Self, RedactionError> {
+        let rules = Rules::new(config)?;
+        let counters = rules
+            .names()
+            .iter()
+            .enumerate()
+            .map(|(i, name)| {
+                counter!(
+                    REDACTION_VALUES,
+                    "signal" => signal.as_str(),
+                    "rule" => name.clone(),
+                    "action" => rules.action(i as u16).as_str()
+                )
+            })
+            .collect::<Vec<_>>();
+        Ok(Redactor {
+            counts: vec![0; counters.len()],
+            counters,
+            changed_items: counter!(REDACTION_BATCH_ITEMS, "signal" => signal.as_str()),
+            summary: config.summary,
+            cache: KeyCache::new(),
+            rules,
+        })
+    }
+
+    /// Applies the rules to `envelope`'s batch in place; true when it changed.
+    pub fn redact(&mut self, envelope: &mut Envelope) -> bool {
+        let mut walk = Walk {
+            rules: &self.rules,
+            cache: &mut self.cache,
+            counts: &mut self.counts,
+            summary: self.summary,
+        };
+        let changed = match rewrite::rewrite(&envelope.batch, &mut walk) {
+            Some(batch) => {
+                self.changed_items.increment(batch.items());
+                envelope.batch = batch;
+                true
+            }
+            None => false,
+        };
+        for (count, counter) in self.counts.iter_mut().zip(&self.counters) {
+            if *count > 0 {
+                counter.increment(std::mem::take(count));
+            }
+        }
+        changed
+    }
+}
+
+impl Transform for Redactor {
+    type In = Envelope;
+    type Out = Envelope;
+
+    fn name(&self) -> &'static str {
+        "redaction"
+    }
+
+    fn process(&mut self, mut input: Envelope, out: &mut Vec<Envelope>) -> Result<(), StageError> {
+        self.redact(&mut input);
+        out.push(input);
+        Ok(())
+    }
+}
+
+/// One batch's walk: the rules, the key cache and the counts.
+struct Walk<'a> {
+    rules: &'a Rules,
+    cache: &'a mut KeyCache,
+    counts: &'a mut [u64],
+    summary: Summary,
+}
+
+impl Rewriter for Walk<'_> {
+    fn key_value(&mut self, key: &[u8], value: &[u8], attribute: bool) -> KeyValueEdit {
+        if !self.rules.has_key_rules() {
+            return KeyValueEdit::Walk;
+        }
+        let class = self.cache.classify(key, attribute, |key| {
+            // Keys of a validated batch are UTF-8; a non-UTF-8 key cannot match a rule.
+            std::str::from_utf8(key)
+                .map_or(KeyClass::Scan, |key| self.rules.classify(key, attribute))
+        });
+        match class {
+            KeyClass::Scan => KeyValueEdit::Walk,
+            KeyClass::Ignored => KeyValueEdit::Keep,
+            KeyClass::Rule(rule) => {
+                self.counts[usize::from(rule)] += 1;
+                match self.rules.replace_value(self.rules.action(rule), value) {
+                    Some(value) => KeyValueEdit::ReplaceValue(value),
+                    None => KeyValueEdit::Remove,
+                }
+            }
+        }
+    }
+
+    fn string(&mut self, _at: StrField, s: &[u8]) -> Option<String> {
+        if !self.rules.detect_pans {
+            return None;
+        }
+        let (masked, found) = pan::mask(s, self.rules.pan_scope)?;
+        self.counts[usize::from(PAN_RULE)] += found as u64;
+        // Only ASCII digits and separators were replaced by ASCII: still UTF-8.
+        String::from_utf8(masked).ok()
+    }
+
+    fn bytes_value(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        if !self.rules.detect_pans || std::str::from_utf8(bytes).is_err() {
+            return None;
+        }
+        let (masked, found) = pan::mask(bytes, self.rules.pan_scope)?;
+        self.counts[usize::from(PAN_RULE)] += found as u64;
+        Some(masked)
+    }
+
+    fn summary(&mut self, changes: u32) -> Option<Vec<u8>> {
+        if self.summary != Summary::Info {
+            return None;
+        }
+        Some(
+            opentelemetry_proto::tonic::common::v1::KeyValue {
+                key: MASKED_COUNT_KEY.into(),
+                value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
+                    value: Some(
+                        opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(
+                            i64::from(changes),
+                        ),
+                    ),
+                }),
+                ..Default::default()
+            }
+            .encode_to_vec(),
+        )
+    }
+}
+
+/// Remembers the class of recently seen attribute keys, so the regexes run
+/// once per distinct key rather than once per attribute.
+///
+/// Hand-written rather than an LRU crate: a direct-mapped table (one slot per
+/// hash, a colliding key overwrites) is bounded by construction, costs one
+/// hash and one comparison per lookup, and needs no eviction bookkeeping.
+/// Keys longer than [`KeyCache::MAX_KEY`] are classified every time, so a
+/// client cannot make it hold more than `SLOTS × MAX_KEY` bytes.
+struct KeyCache {
+    slots: Vec<Option<CachedKey>>,
+}
+
+/// A key, whether it was an `attributes` entry, and its class.
+#[derive(Clone)]
+struct CachedKey {
+    key: Box<[u8]>,
+    attribute: bool,
+    class: KeyClass,
+}
+
+impl KeyCache {
+    const SLOTS: usize = 1024;
+    const MAX_KEY: usize = 128;
+
+    fn new() -> Self {
+        KeyCache {
+            slots: vec![None; Self::SLOTS],
+        }
+    }
+
+    #[inline]
+    fn classify(
+        &mut self,
+        key: &[u8],
+        attribute: bool,
+        compute: impl FnOnce(&[u8]) -> KeyClass,
+    ) -> KeyClass {
+        if key.len() > Self::MAX_KEY {
+            return compute(key);
+        }
+        let slot = &mut self.slots[fnv1a(key, attribute) as usize % Self::SLOTS];
+        if let Some(cached) = slot {
+            if *cached.key == *key && cached.attribute == attribute {
+                return cached.class;
+            }
+        }
+        let class = compute(key);
+        *slot = Some(CachedKey {
+            key: key.into(),
+            attribute,
+            class,
+        });
+        class
+    }
+}
+
+/// FNV-1a over `bytes` and the `attribute` flag.
+#[inline]
+fn fnv1a(bytes: &[u8], attribute: bool) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(attribute);
+    for &b in bytes {
+        hash ^= u64::from(b);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    hash
+}
