@@ -74,6 +74,12 @@ pub trait Rewriter {
     /// or `None` to keep it.
     fn string(&mut self, at: StrField, s: &[u8]) -> Option<String>;
 
+    /// A string to put in place of an `int_value` (the value changes type),
+    /// or `None` to keep it. Default: keep.
+    fn int_value(&mut self, _value: i64) -> Option<String> {
+        None
+    }
+
     /// The replacement for a `bytes_value`, or `None` to keep it. Default: keep.
     fn bytes_value(&mut self, _bytes: &[u8]) -> Option<Vec<u8>> {
         None
@@ -201,6 +207,12 @@ fn rewrite_message(
                 let attribute = matches!(def.name, "attributes" | "filtered_attributes");
                 rewrite_key_value(bytes, attribute, rewriter, depth + 1, &mut mine)
             }
+            Kind::Message(inner) if std::ptr::eq(inner, &schema::ANY_VALUE) => {
+                match replace_int(rewriter, bytes, &mut mine) {
+                    Some(new) => Some(Some(new)),
+                    None => rewrite_message(inner, bytes, rewriter, depth + 1, &mut mine).map(Some),
+                }
+            }
             Kind::Message(inner) => {
                 rewrite_message(inner, bytes, rewriter, depth + 1, &mut mine).map(Some)
             }
@@ -253,6 +265,32 @@ fn replace_string(
     let new = rewriter.string(at, s).filter(|new| new.as_bytes() != s)?;
     *changes += 1;
     Some(new.into_bytes())
+}
+
+/// An encoded string `AnyValue` in place of `any_value` when it is an int
+/// the rewriter replaces.
+fn replace_int(
+    rewriter: &mut impl Rewriter,
+    any_value: &[u8],
+    changes: &mut u32,
+) -> Option<Vec<u8>> {
+    let mut cursor = Cursor::new(any_value);
+    let (
+        Some(Field {
+            number: 3,
+            value: Value::Varint(v),
+            ..
+        }),
+        None,
+    ) = (cursor.next_field(), cursor.next_field())
+    else {
+        return None;
+    };
+    let text = rewriter.int_value(v as i64)?;
+    *changes += 1;
+    let mut out = Vec::with_capacity(text.len() + 4);
+    wire::put_len_field(&mut out, 1, text.as_bytes());
+    Some(out)
 }
 
 /// A `KeyValue`: `None` unchanged, `Some(None)` removed, `Some(Some(bytes))` re-encoded.
@@ -356,21 +394,22 @@ fn rewrite_scalar_key_value(
     changes: &mut u32,
 ) -> Option<Vec<u8>> {
     let new_key = replace_string(rewriter, KEY, parts.key, changes);
-    let new_string = match parts.string {
-        Some(s) => replace_string(rewriter, STRING_VALUE, s, changes),
-        None => None,
+    let new_value = match parts.string {
+        Some(s) => replace_string(rewriter, STRING_VALUE, s, changes).map(|s| {
+            let mut value = Vec::with_capacity(s.len() + 4);
+            wire::put_len_field(&mut value, 1, &s);
+            value
+        }),
+        None => replace_int(rewriter, parts.value, changes),
     };
-    if new_key.is_none() && new_string.is_none() {
+    if new_key.is_none() && new_value.is_none() {
         return None;
     }
     let key = new_key.as_deref().unwrap_or(parts.key);
     let mut out = Vec::with_capacity(kv.len() + 16);
     wire::put_len_field(&mut out, 1, key);
-    match new_string {
-        Some(s) => {
-            wire::put_len_header(&mut out, 2, wire::len_field_size(1, s.len()));
-            wire::put_len_field(&mut out, 1, &s);
-        }
+    match new_value {
+        Some(value) => wire::put_len_field(&mut out, 2, &value),
         None => out.extend_from_slice(&kv[parts.value_field.0..parts.value_field.1]),
     }
     Some(out)

@@ -96,48 +96,133 @@ pub fn find(text: &[u8], scope: PanScope) -> Vec<Pan> {
     found
 }
 
-/// Longest IBAN in its printed form (groups of letters and digits joined by
-/// single spaces) or electronic form.
-const IBAN_MAX: usize = 34;
-const IBAN_MIN: usize = 15;
+/// IBAN lengths by country (ISO 13616 registry). A country not listed is
+/// not recognised, and its IBANs are scanned like any other text.
+const IBAN_LENGTHS: &[(&[u8; 2], usize)] = &[
+    (b"AD", 24),
+    (b"AE", 23),
+    (b"AL", 28),
+    (b"AT", 20),
+    (b"AZ", 28),
+    (b"BA", 20),
+    (b"BE", 16),
+    (b"BG", 22),
+    (b"BH", 22),
+    (b"BR", 29),
+    (b"BY", 28),
+    (b"CH", 21),
+    (b"CR", 22),
+    (b"CY", 28),
+    (b"CZ", 24),
+    (b"DE", 22),
+    (b"DK", 18),
+    (b"DO", 28),
+    (b"EE", 20),
+    (b"EG", 29),
+    (b"ES", 24),
+    (b"FI", 18),
+    (b"FO", 18),
+    (b"FR", 27),
+    (b"GB", 22),
+    (b"GE", 22),
+    (b"GI", 23),
+    (b"GL", 18),
+    (b"GR", 27),
+    (b"GT", 28),
+    (b"HR", 21),
+    (b"HU", 28),
+    (b"IE", 22),
+    (b"IL", 23),
+    (b"IQ", 23),
+    (b"IS", 26),
+    (b"IT", 27),
+    (b"JO", 30),
+    (b"KW", 30),
+    (b"KZ", 20),
+    (b"LB", 28),
+    (b"LC", 32),
+    (b"LI", 21),
+    (b"LT", 20),
+    (b"LU", 20),
+    (b"LV", 21),
+    (b"MC", 27),
+    (b"MD", 24),
+    (b"ME", 22),
+    (b"MK", 19),
+    (b"MR", 27),
+    (b"MT", 31),
+    (b"MU", 30),
+    (b"NL", 18),
+    (b"NO", 15),
+    (b"PK", 24),
+    (b"PL", 28),
+    (b"PS", 29),
+    (b"PT", 25),
+    (b"QA", 29),
+    (b"RO", 24),
+    (b"RS", 22),
+    (b"SA", 24),
+    (b"SC", 31),
+    (b"SE", 24),
+    (b"SI", 19),
+    (b"SK", 24),
+    (b"SM", 27),
+    (b"ST", 25),
+    (b"SV", 28),
+    (b"TL", 23),
+    (b"TN", 24),
+    (b"TR", 26),
+    (b"UA", 29),
+    (b"VA", 22),
+    (b"VG", 24),
+    (b"XK", 20),
+];
 
-/// The end of the IBAN that starts at `at`, if one does: two capital letters
-/// (not glued to a letter or digit before them), two check digits, then
-/// letters and digits, 15–34 in all, whose mod-97 check holds (tried at each
-/// group boundary, longest first, so a number after the IBAN does not hide it).
+/// The end of the IBAN that starts at `at`, if one does: a country with a
+/// registered length, two check digits, then letters and digits, exactly
+/// that many in all, written in one piece or in groups of four joined by
+/// single spaces, not glued to a further letter or digit, whose mod-97 check
+/// holds. Exact lengths and groups keep a card number written after an IBAN
+/// from being taken into it.
 fn iban_at(text: &[u8], at: usize) -> Option<usize> {
     let head = text.get(at..at + 4)?;
-    if !(head[0].is_ascii_uppercase()
-        && head[1].is_ascii_uppercase()
-        && head[2].is_ascii_digit()
-        && head[3].is_ascii_digit())
+    if !(head[2].is_ascii_digit() && head[3].is_ascii_digit())
         || (at > 0 && text[at - 1].is_ascii_alphanumeric())
     {
         return None;
     }
-    // Characters of the IBAN and the byte offsets where a group ends.
-    let mut chars: Vec<u8> = Vec::with_capacity(IBAN_MAX);
-    let mut ends: Vec<(usize, usize)> = Vec::new(); // (chars so far, byte end)
+    let len = IBAN_LENGTHS
+        .iter()
+        .find(|(country, _)| country[..] == head[..2])?
+        .1;
+    let mut iban = [0u8; 34];
+    let mut chars = 0;
+    let mut printed = None;
     let mut i = at;
-    loop {
-        while i < text.len() && text[i].is_ascii_alphanumeric() && chars.len() < IBAN_MAX + 1 {
-            chars.push(text[i].to_ascii_uppercase());
+    while chars < len {
+        let c = *text.get(i)?;
+        let group_start = chars > 0 && chars % 4 == 0;
+        if c == b' ' && group_start && printed != Some(false) {
+            printed = Some(true);
             i += 1;
+            continue;
         }
-        if chars.len() > IBAN_MAX {
-            break;
+        if !c.is_ascii_alphanumeric()
+            || (group_start && printed == Some(true) && text[i - 1] != b' ')
+        {
+            return None;
         }
-        ends.push((chars.len(), i));
-        let joined = i + 1 < text.len() && text[i] == b' ' && text[i + 1].is_ascii_alphanumeric();
-        if !joined {
-            break;
+        if group_start && printed.is_none() {
+            printed = Some(false);
         }
+        iban[chars] = c.to_ascii_uppercase();
+        chars += 1;
         i += 1;
     }
-    ends.iter()
-        .rev()
-        .find(|&&(len, _)| (IBAN_MIN..=IBAN_MAX).contains(&len) && iban_checks(&chars[..len]))
-        .map(|&(_, end)| end)
+    if text.get(i).is_some_and(u8::is_ascii_alphanumeric) {
+        return None;
+    }
+    iban_checks(&iban[..len]).then_some(i)
 }
 
 /// ISO 13616: move the first four characters to the end, letters become

@@ -138,6 +138,16 @@ impl Rewriter for Walk<'_> {
         String::from_utf8(masked).ok()
     }
 
+    fn int_value(&mut self, value: i64) -> Option<String> {
+        // A card number sent as a number: 13–19 digits (an i64 holds up to 19).
+        if !self.rules.detect_pans || value < 1_000_000_000_000 {
+            return None;
+        }
+        let (masked, found) = pan::mask(value.to_string().as_bytes(), self.rules.pan_scope)?;
+        self.counts[usize::from(PAN_RULE)] += found as u64;
+        String::from_utf8(masked).ok()
+    }
+
     fn bytes_value(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
         if !self.rules.detect_pans || std::str::from_utf8(bytes).is_err() {
             return None;
