@@ -58,6 +58,8 @@ fn shipped_config_values_are_the_defaults() {
          [pipelines.traces]\nexporters = [\"debug/console\"]\n\
          [pipelines.metrics]\nexporters = [\"debug/console\"]\n\
          [pipelines.logs]\nexporters = [\"debug/console\"]\n\
+         [processors.redaction]\n\
+         [[processors.redaction.rules]]\nname = \"card_numbers\"\nkeys = ['card[._-]?(number|num|no)$', '(^|[._-])pan$']\naction = \"mask_last4\"\n\
          [processors.tail_sampling]\ndecision = \"first_match\"\n\
          [[processors.tail_sampling.policies]]\nname = \"errors\"\ntype = \"status_code\"\nstatus_code = { status_codes = [\"ERROR\"] }\n\
          [[processors.tail_sampling.policies]]\nname = \"vip-users\"\ntype = \"boolean_attribute\"\nboolean_attribute = { key = \"user.vip\", value = true }\n\
@@ -73,6 +75,7 @@ fn shipped_config_values_are_the_defaults() {
 #[test]
 fn shipped_config_is_described_with_every_resolved_value() {
     let (config, _) = config::load_and_validate(&root().join("config.toml")).unwrap();
+    let redaction = "redaction(card numbers, 12 blocked keys -> redact, 1 rules, 0 ignored)";
     let batch = "batch(send_batch_size=8192, send_batch_max_size=0 (no limit), timeout=200ms)";
     let sampling = "tail_sampling(decision_wait=10s, decision_wait_after_root=2s, decision=first_match, \
                     num_traces=50000, max_buffered_bytes=256.0 MiB, shards=1, policies=[errors (status_code), \
@@ -85,9 +88,9 @@ fn shipped_config_is_described_with_every_resolved_value() {
              otlp/http 127.0.0.1:4318 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections, header timeout 10s, body timeout 30s, idle timeout 1m, h2 ping every 30s (timeout 10s), tcp keepalive 1m), retry_after 1s, max_inflight_bytes 256.0 MiB\n\
              admin: 127.0.0.1:8888 (/ready fails while a queue is over 90% full)\n\
              exporter debug/console: basic, queue 200000 items, 4 consumers\n\
-             pipeline traces: receivers [otlp] -> {sampling} -> {batch} -> exporters [debug/console]\n\
-             pipeline metrics: receivers [otlp] -> {batch} -> exporters [debug/console]\n\
-             pipeline logs: receivers [otlp] -> {batch} -> exporters [debug/console]\n"
+             pipeline traces: receivers [otlp] -> {redaction} -> {sampling} -> {batch} -> exporters [debug/console]\n\
+             pipeline metrics: receivers [otlp] -> {redaction} -> {batch} -> exporters [debug/console]\n\
+             pipeline logs: receivers [otlp] -> {redaction} -> {batch} -> exporters [debug/console]\n"
         )
     );
 }
@@ -256,6 +259,35 @@ fn bad_many_reports_every_problem_in_file_order() {
             "pipelines.logs.exporters (line 45): must name at least one exporter",
         ]
     );
+}
+
+#[test]
+fn bad_redaction_names_each_key_path() {
+    // The hash key is read from the process environment (not `${VAR}` expansion), so this
+    // test sets the variable itself; no other test uses it.
+    const VAR: &str = "OTLP_GATEWAY_FIXTURE_HMAC_KEY";
+    std::env::remove_var(VAR);
+    let patterns_and_name = [
+        "processors.redaction.blocked_keys[1] (line 9): invalid regular expression: error: unclosed group",
+        "processors.redaction.rules[0].keys[0] (line 12): invalid regular expression: error: unclosed character class",
+        "processors.redaction.rules[1].name (line 16): \"card_numbers\" is used by another rule",
+    ];
+    let mut expected = vec![
+        "processors.redaction.hash_key_env (line 6): environment variable OTLP_GATEWAY_FIXTURE_HMAC_KEY is not set",
+    ];
+    expected.extend(patterns_and_name);
+    assert_eq!(errors("bad_redaction.toml"), expected);
+
+    std::env::set_var(VAR, "short");
+    assert_eq!(
+        errors("bad_redaction.toml")[0],
+        "processors.redaction.hash_key_env (line 6): environment variable \
+         OTLP_GATEWAY_FIXTURE_HMAC_KEY must hold at least 16 bytes"
+    );
+    // With a key of 16 bytes or more, only the patterns and the name remain.
+    std::env::set_var(VAR, "0123456789abcdef0123");
+    assert_eq!(errors("bad_redaction.toml"), patterns_and_name);
+    std::env::remove_var(VAR);
 }
 
 #[test]
