@@ -52,7 +52,60 @@ pub struct Pan {
 /// Whether `text` has enough digits to hold a PAN at all (the cheap first test).
 #[inline]
 pub fn may_contain(text: &[u8]) -> bool {
-    text.len() >= MIN_DIGITS && text.iter().filter(|b| b.is_ascii_digit()).count() >= MIN_DIGITS
+    text.len() >= MIN_DIGITS && count_digits(text) >= MIN_DIGITS
+}
+
+#[inline]
+fn count_digits(bytes: &[u8]) -> usize {
+    bytes.iter().filter(|b| b.is_ascii_digit()).count()
+}
+
+/// Bytes per block of [`may_hold_pan`].
+const BLOCK: usize = 32;
+
+/// Whether an encoded message (any bytes) may hold a PAN in one of its
+/// strings: false only when no run of digits, spaces and dashes in it has 13
+/// digits, which every PAN's text has. Sound for every string inside
+/// `bytes` whatever their framing, since a string's text is a contiguous
+/// part of them; binary fields only ever make it answer true.
+///
+/// Digits are counted per 32-byte block (vectorised); the first 13 digits of
+/// a PAN take at most 25 bytes, so they lie within two neighbouring blocks,
+/// and only a pair of blocks with 13 digits between them is scanned for runs.
+pub fn may_hold_pan(bytes: &[u8]) -> bool {
+    let mut previous = 0;
+    let mut blocks = bytes.chunks(BLOCK).enumerate();
+    for (i, block) in &mut blocks {
+        let digits = match <&[u8; BLOCK]>::try_from(block) {
+            Ok(full) => full.iter().filter(|b| b.wrapping_sub(b'0') < 10).count(),
+            Err(_) => count_digits(block),
+        };
+        if previous + digits >= MIN_DIGITS {
+            let start = i.saturating_sub(1) * BLOCK;
+            let end = (start + 2 * BLOCK).min(bytes.len());
+            if has_digit_run(&bytes[start..end]) {
+                return true;
+            }
+        }
+        previous = digits;
+    }
+    false
+}
+
+/// Whether `bytes` has a run of digits, spaces and dashes holding 13 digits.
+fn has_digit_run(bytes: &[u8]) -> bool {
+    let mut digits = 0;
+    for &b in bytes {
+        if b.is_ascii_digit() {
+            digits += 1;
+            if digits >= MIN_DIGITS {
+                return true;
+            }
+        } else if b != b' ' && b != b'-' {
+            digits = 0;
+        }
+    }
+    false
 }
 
 /// Every PAN in `text`, left to right, not overlapping.
@@ -426,6 +479,22 @@ mod tests {
         // A Luhn-valid 13-digit run after a plus sign is a phone number.
         let phone = format!("+{}", with_check_digit("551191234567"));
         assert_eq!(masked(&phone), phone);
+    }
+
+    #[test]
+    fn may_hold_pan_never_misses_one() {
+        // Every PAN, at every offset in a buffer of binary noise, is seen.
+        let pan = "4111 1111-1111 1111";
+        for offset in 0..80 {
+            let mut buf: Vec<u8> = (0..160u32).map(|i| (i * 37 % 251) as u8 | 0x80).collect();
+            buf[offset..offset + pan.len()].copy_from_slice(pan.as_bytes());
+            assert!(may_hold_pan(&buf), "offset {offset}");
+        }
+        assert!(!may_hold_pan(&[0x80; 500]));
+        assert!(!may_hold_pan(
+            b"order 1234-5678 on 2026-12-03 10:15:30 x 123456789012"
+        ));
+        assert!(may_hold_pan(b"order 1234567890123"));
     }
 
     #[test]

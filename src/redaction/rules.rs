@@ -48,6 +48,8 @@ pub struct Rules {
     allowed: Option<RegexSet>,
     pub detect_pans: bool,
     pub pan_scope: PanScope,
+    /// Whether any key rule can apply, so attribute keys need a look-up.
+    key_rules: bool,
     redacted_text: String,
     hash_key: Option<ring::hmac::Key>,
 }
@@ -85,7 +87,7 @@ impl Rules {
             .hash_key()
             .map_err(RedactionError::HashKey)?
             .map(|key| ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key));
-        Ok(Rules {
+        let mut rules = Rules {
             names,
             actions,
             ignored: key_set(&config.ignored_keys)?,
@@ -93,9 +95,14 @@ impl Rules {
             allowed,
             detect_pans: config.detect_pans,
             pan_scope: config.pan_scope,
+            key_rules: false,
             redacted_text: config.redacted_text.clone(),
             hash_key,
-        })
+        };
+        rules.key_rules = !rules.ignored.is_empty()
+            || rules.blocked.iter().any(|set| !set.is_empty())
+            || rules.allowed.is_some();
+        Ok(rules)
     }
 
     /// Rule names, indexed like the counts of [`KeyClass::Rule`].

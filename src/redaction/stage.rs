@@ -7,7 +7,10 @@ use prost::Message as _;
 use super::config::{RedactionConfig, Summary};
 use super::pan;
 use super::rules::{KeyClass, RedactionError, Rules, PAN_RULE};
+use std::ops::Range;
+
 use crate::model::rewrite::{self, KeyValueEdit, Rewriter, StrField};
+use crate::model::schema::{self, Schema};
 use crate::model::{Envelope, Signal};
 use crate::stage::{StageError, Transform};
 use crate::telemetry::metrics::{REDACTION_BATCH_ITEMS, REDACTION_VALUES};
@@ -64,6 +67,8 @@ impl Redactor {
             cache: &mut self.cache,
             counts: &mut self.counts,
             summary: self.summary,
+            clean_record: 0..0,
+            clean_item: 0..0,
         };
         let changed = match rewrite::rewrite(&envelope.batch, &mut walk) {
             Some(batch) => {
@@ -103,9 +108,50 @@ struct Walk<'a> {
     cache: &'a mut KeyCache,
     counts: &'a mut [u64],
     summary: Summary,
+    /// Addresses of the current record, when no string in it can hold a card number.
+    clean_record: Range<usize>,
+    /// Addresses of the current item (span, log record, data point), likewise.
+    clean_item: Range<usize>,
+}
+
+fn addresses(bytes: &[u8]) -> Range<usize> {
+    let start = bytes.as_ptr() as usize;
+    start..start + bytes.len()
+}
+
+impl Walk<'_> {
+    /// Whether `text` (a part of the batch) lies in a record or item that
+    /// [`pan::may_hold_pan`] cleared, so scanning it would find nothing.
+    #[inline]
+    fn cleared(&self, text: &[u8]) -> bool {
+        let at = text.as_ptr() as usize;
+        self.clean_record.contains(&at) || self.clean_item.contains(&at)
+    }
 }
 
 impl Rewriter for Walk<'_> {
+    fn enter(&mut self, schema: &'static Schema, message: &[u8]) -> bool {
+        if !self.rules.detect_pans {
+            return true;
+        }
+        // A screen over the raw bytes spares most records and items the scan
+        // of their strings; the walk itself goes on (for keys and ints).
+        if std::ptr::eq(schema, &schema::RESOURCE_SPANS)
+            || std::ptr::eq(schema, &schema::RESOURCE_LOGS)
+            || std::ptr::eq(schema, &schema::RESOURCE_METRICS)
+        {
+            self.clean_item = 0..0;
+            self.clean_record = if pan::may_hold_pan(message) {
+                0..0
+            } else {
+                addresses(message)
+            };
+        } else if schema.item && self.clean_record.is_empty() && !pan::may_hold_pan(message) {
+            self.clean_item = addresses(message);
+        }
+        true
+    }
+
     fn key_value(&mut self, key: &[u8], value: &[u8], attribute: bool) -> KeyValueEdit {
         if !self.rules.has_key_rules() {
             return KeyValueEdit::Walk;
@@ -129,7 +175,7 @@ impl Rewriter for Walk<'_> {
     }
 
     fn string(&mut self, _at: StrField, s: &[u8]) -> Option<String> {
-        if !self.rules.detect_pans {
+        if !self.rules.detect_pans || self.cleared(s) {
             return None;
         }
         let (masked, found) = pan::mask(s, self.rules.pan_scope)?;
@@ -149,7 +195,7 @@ impl Rewriter for Walk<'_> {
     }
 
     fn bytes_value(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
-        if !self.rules.detect_pans || std::str::from_utf8(bytes).is_err() {
+        if !self.rules.detect_pans || self.cleared(bytes) || std::str::from_utf8(bytes).is_err() {
             return None;
         }
         let (masked, found) = pan::mask(bytes, self.rules.pan_scope)?;
@@ -218,7 +264,7 @@ impl KeyCache {
         if key.len() > Self::MAX_KEY {
             return compute(key);
         }
-        let slot = &mut self.slots[fnv1a(key, attribute) as usize % Self::SLOTS];
+        let slot = &mut self.slots[slot_hash(key, attribute) as usize % Self::SLOTS];
         if let Some(cached) = slot {
             if *cached.key == *key && cached.attribute == attribute {
                 return cached.class;
@@ -234,13 +280,22 @@ impl KeyCache {
     }
 }
 
-/// FNV-1a over `bytes` and the `attribute` flag.
+/// A cheap hash of a key for the cache slot: its length, its first and last
+/// eight bytes and the `attribute` flag. Keys that collide only share a slot
+/// (the full key is compared), so it need not be strong.
 #[inline]
-fn fnv1a(bytes: &[u8], attribute: bool) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325 ^ u64::from(attribute);
-    for &b in bytes {
-        hash ^= u64::from(b);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    hash
+fn slot_hash(key: &[u8], attribute: bool) -> u64 {
+    let word = |bytes: &[u8]| {
+        let mut buf = [0u8; 8];
+        buf[..bytes.len()].copy_from_slice(bytes);
+        u64::from_le_bytes(buf)
+    };
+    let (first, last) = if key.len() >= 8 {
+        (word(&key[..8]), word(&key[key.len() - 8..]))
+    } else {
+        (word(key), 0)
+    };
+    let mixed = (first ^ last.rotate_left(29) ^ ((key.len() as u64) << 1) ^ u64::from(attribute))
+        .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    mixed ^ (mixed >> 32)
 }
