@@ -16,8 +16,7 @@ use opentelemetry::trace::{
     Span as _, SpanKind, Status, TraceContextExt as _, Tracer as _, TracerProvider as _,
 };
 use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig};
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue as PbKeyValue};
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue};
 use opentelemetry_proto::tonic::metrics::v1::{metric, number_data_point};
 use opentelemetry_proto::tonic::resource::v1::Resource as PbResource;
 use opentelemetry_sdk::Resource;
@@ -25,12 +24,9 @@ use otlp_gateway::model::Signal;
 
 use support::fake_otlp::FakeOtlp;
 use support::gateway;
-
-#[derive(Debug, Clone, Copy)]
-enum Client {
-    Grpc,
-    Http,
-}
+use support::sdk::{
+    attr, blocking, endpoint, hex, log_exporter, metric_exporter, span_exporter, string, Client,
+};
 
 fn resource() -> Resource {
     Resource::builder_empty()
@@ -47,17 +43,6 @@ fn scope() -> InstrumentationScope {
         .build()
 }
 
-fn attr(attributes: &[PbKeyValue], key: &str) -> Option<any_value::Value> {
-    attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.clone()?.value)
-}
-
-fn string(s: &str) -> Option<any_value::Value> {
-    Some(any_value::Value::StringValue(s.into()))
-}
-
 fn assert_resource(resource: Option<&PbResource>) {
     let attributes = &resource.expect("resource").attributes;
     assert_eq!(attr(attributes, "service.name"), string("checkout"));
@@ -69,31 +54,12 @@ fn nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_nanos() as u64
 }
 
-fn endpoint(gw: &otlp_gateway::topology::Gateway, client: Client, signal: Signal) -> String {
-    match client {
-        Client::Grpc => gateway::grpc_url(gw),
-        Client::Http => format!("{}{}", gateway::http_base(gw), signal.http_path()),
-    }
-}
-
 async fn gateway_to(fake: &FakeOtlp) -> otlp_gateway::topology::Gateway {
     gateway::start(&format!(
         "{}\n[pipelines.traces]\nexporters = [\"otlp/down\"]\n[pipelines.metrics]\nexporters = [\"otlp/down\"]\n[pipelines.logs]\nexporters = [\"otlp/down\"]\n",
         gateway::otlp_exporter(&fake.grpc_url(), "grpc", 10_000)
     ))
     .await
-}
-
-/// Runs `f` on a blocking thread with the runtime entered: the SDK's
-/// processors block, and the tonic client needs a runtime context.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let _guard = handle.enter();
-        f()
-    })
-    .await
-    .expect("blocking task")
 }
 
 async fn traces_arrive_intact(client: Client) {
@@ -103,18 +69,7 @@ async fn traces_arrive_intact(client: Client) {
     let start = UNIX_EPOCH + Duration::from_nanos(1_700_000_000_123_456_789);
     let end = start + Duration::from_millis(85);
     let (trace_id, span_id, child_id) = blocking(move || {
-        let exporter = match client {
-            Client::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(url)
-                .build(),
-            Client::Http => opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(url)
-                .build(),
-        }
-        .expect("span exporter");
+        let exporter = span_exporter(client, url);
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_resource(resource())
             .with_batch_exporter(exporter)
@@ -217,18 +172,7 @@ async fn metrics_arrive_intact(client: Client) {
     let gw = gateway_to(&fake).await;
     let url = endpoint(&gw, client, Signal::Metrics);
     blocking(move || {
-        let exporter = match client {
-            Client::Grpc => opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(url)
-                .build(),
-            Client::Http => opentelemetry_otlp::MetricExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(url)
-                .build(),
-        }
-        .expect("metric exporter");
+        let exporter = metric_exporter(client, url);
         let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
             .with_resource(resource())
             .with_periodic_exporter(exporter)
@@ -292,18 +236,7 @@ async fn logs_arrive_intact(client: Client) {
     let url = endpoint(&gw, client, Signal::Logs);
     let at = UNIX_EPOCH + Duration::from_nanos(1_700_000_001_000_000_007);
     blocking(move || {
-        let exporter = match client {
-            Client::Grpc => opentelemetry_otlp::LogExporter::builder()
-                .with_tonic()
-                .with_endpoint(url)
-                .build(),
-            Client::Http => opentelemetry_otlp::LogExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(url)
-                .build(),
-        }
-        .expect("log exporter");
+        let exporter = log_exporter(client, url);
         let provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
             .with_resource(resource())
             .with_batch_exporter(exporter)
@@ -437,13 +370,6 @@ async fn json_request_arrives_as_protobuf() {
         Some((2, "boom"))
     );
     assert!(gw.shutdown().await);
-}
-
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
 }
 
 async fn metrics_text(gw: &otlp_gateway::topology::Gateway) -> String {

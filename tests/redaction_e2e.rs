@@ -16,7 +16,6 @@ use opentelemetry::logs::{
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _, TracerProvider as _};
 use opentelemetry::{InstrumentationScope, KeyValue};
-use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_proto::tonic::common::v1::{
     any_value, AnyValue, ArrayValue, KeyValue as PbKeyValue, KeyValueList,
 };
@@ -27,6 +26,9 @@ use otlp_gateway::testkit::CARD;
 
 use support::fake_otlp::FakeOtlp;
 use support::gateway;
+use support::sdk::{
+    attr, blocking, endpoint, hex, log_exporter, metric_exporter, span_exporter, string, Client,
+};
 
 /// The redaction table under test: the defaults (card numbers in any text,
 /// the PCI blocked keys), one named rule, and the per-item summary.
@@ -53,12 +55,6 @@ const LEAKS: &[&str] = &[
 /// The summary attribute added to changed items, resources and scopes.
 const MASKED_COUNT: &str = "redaction.masked.count";
 
-#[derive(Debug, Clone, Copy)]
-enum Client {
-    Grpc,
-    Http,
-}
-
 fn resource() -> Resource {
     Resource::builder_empty()
         .with_service_name("checkout")
@@ -72,13 +68,6 @@ fn scope() -> InstrumentationScope {
         .build()
 }
 
-fn endpoint(gw: &otlp_gateway::topology::Gateway, client: Client, signal: Signal) -> String {
-    match client {
-        Client::Grpc => gateway::grpc_url(gw),
-        Client::Http => format!("{}{}", gateway::http_base(gw), signal.http_path()),
-    }
-}
-
 /// A gateway with [`REDACTION`] in front of `fake`, for all three signals.
 async fn gateway_to(fake: &FakeOtlp) -> otlp_gateway::topology::Gateway {
     gateway::start(&format!(
@@ -88,30 +77,7 @@ async fn gateway_to(fake: &FakeOtlp) -> otlp_gateway::topology::Gateway {
     .await
 }
 
-/// Runs `f` on a blocking thread with the runtime entered: the SDK's
-/// processors block, and the tonic client needs a runtime context.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || {
-        let _guard = handle.enter();
-        f()
-    })
-    .await
-    .expect("blocking task")
-}
-
 // --- values and assertions ---
-
-fn attr(attributes: &[PbKeyValue], key: &str) -> Option<any_value::Value> {
-    attributes
-        .iter()
-        .find(|kv| kv.key == key)
-        .and_then(|kv| kv.value.clone()?.value)
-}
-
-fn string(s: &str) -> Option<any_value::Value> {
-    Some(any_value::Value::StringValue(s.into()))
-}
 
 fn int(i: i64) -> Option<any_value::Value> {
     Some(any_value::Value::IntValue(i))
@@ -189,30 +155,12 @@ async fn post_json(gw: &otlp_gateway::topology::Gateway, path: &str, body: &str)
     (status, response.text().await.expect("response body"))
 }
 
-fn hex(text: &str) -> Vec<u8> {
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
-        .collect()
-}
-
 // --- traces ---
 
 /// Exports one span full of card numbers with the SDK over `client` to `url`.
 async fn send_sdk_span(client: Client, url: String) {
     blocking(move || {
-        let exporter = match client {
-            Client::Grpc => opentelemetry_otlp::SpanExporter::builder()
-                .with_tonic()
-                .with_endpoint(url)
-                .build(),
-            Client::Http => opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(url)
-                .build(),
-        }
-        .expect("span exporter");
+        let exporter = span_exporter(client, url);
         let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
             .with_resource(resource())
             .with_batch_exporter(exporter)
@@ -434,18 +382,7 @@ async fn sdk_metrics_are_masked(client: Client) {
     let gw = gateway_to(&fake).await;
     let url = endpoint(&gw, client, Signal::Metrics);
     blocking(move || {
-        let exporter = match client {
-            Client::Grpc => opentelemetry_otlp::MetricExporter::builder()
-                .with_tonic()
-                .with_endpoint(url)
-                .build(),
-            Client::Http => opentelemetry_otlp::MetricExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(url)
-                .build(),
-        }
-        .expect("metric exporter");
+        let exporter = metric_exporter(client, url);
         let provider = opentelemetry_sdk::metrics::SdkMeterProvider::builder()
             .with_resource(resource())
             .with_periodic_exporter(exporter)
@@ -593,18 +530,7 @@ async fn sdk_logs_are_masked(client: Client) {
     let url = endpoint(&gw, client, Signal::Logs);
     let at = UNIX_EPOCH + Duration::from_nanos(1_700_000_001_000_000_007);
     blocking(move || {
-        let exporter = match client {
-            Client::Grpc => opentelemetry_otlp::LogExporter::builder()
-                .with_tonic()
-                .with_endpoint(url)
-                .build(),
-            Client::Http => opentelemetry_otlp::LogExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(url)
-                .build(),
-        }
-        .expect("log exporter");
+        let exporter = log_exporter(client, url);
         let provider = opentelemetry_sdk::logs::SdkLoggerProvider::builder()
             .with_resource(resource())
             .with_batch_exporter(exporter)

@@ -1,2 +1,3 @@
 pub mod fake_otlp;
 pub mod gateway;
+pub mod sdk;
