@@ -903,47 +903,44 @@ async fn redaction_through_the_gateway() {
         }
     }
     // Every expected request arrived (in some batching): compare item by item.
-    let spans: Vec<Span> = fake
-        .received_traces()
+    assert_eq!(
+        spans_of(fake.received_traces()),
+        spans_of(cases.iter().map(|c| c.traces.1.clone()))
+    );
+    assert_eq!(
+        records_of(fake.received_logs()),
+        records_of(cases.iter().map(|c| c.logs.1.clone()))
+    );
+    assert_eq!(
+        metrics_of(fake.received_metrics()),
+        metrics_of(cases.iter().map(|c| c.metrics.1.clone()))
+    );
+    gw.shutdown().await;
+}
+
+fn spans_of(requests: impl IntoIterator<Item = ExportTraceServiceRequest>) -> Vec<Span> {
+    requests
         .into_iter()
         .flat_map(|r| r.resource_spans)
         .flat_map(|r| r.scope_spans)
         .flat_map(|s| s.spans)
-        .collect();
-    let expected: Vec<Span> = cases
-        .iter()
-        .flat_map(|c| c.traces.1.resource_spans.clone())
-        .flat_map(|r| r.scope_spans)
-        .flat_map(|s| s.spans)
-        .collect();
-    assert_eq!(spans, expected);
-    let records: Vec<LogRecord> = fake
-        .received_logs()
+        .collect()
+}
+
+fn records_of(requests: impl IntoIterator<Item = ExportLogsServiceRequest>) -> Vec<LogRecord> {
+    requests
         .into_iter()
         .flat_map(|r| r.resource_logs)
         .flat_map(|r| r.scope_logs)
         .flat_map(|s| s.log_records)
-        .collect();
-    let expected: Vec<LogRecord> = cases
-        .iter()
-        .flat_map(|c| c.logs.1.resource_logs.clone())
-        .flat_map(|r| r.scope_logs)
-        .flat_map(|s| s.log_records)
-        .collect();
-    assert_eq!(records, expected);
-    let metric_list: Vec<Metric> = fake
-        .received_metrics()
+        .collect()
+}
+
+fn metrics_of(requests: impl IntoIterator<Item = ExportMetricsServiceRequest>) -> Vec<Metric> {
+    requests
         .into_iter()
         .flat_map(|r| r.resource_metrics)
         .flat_map(|r| r.scope_metrics)
         .flat_map(|s| s.metrics)
-        .collect();
-    let expected: Vec<Metric> = cases
-        .iter()
-        .flat_map(|c| c.metrics.1.resource_metrics.clone())
-        .flat_map(|r| r.scope_metrics)
-        .flat_map(|s| s.metrics)
-        .collect();
-    assert_eq!(metric_list, expected);
-    gw.shutdown().await;
+        .collect()
 }
