@@ -11,8 +11,6 @@ use std::ops::Range;
 
 use crate::model::rewrite::{self, KeyValueEdit, Rewriter, StrField};
 use crate::model::schema::{self, Schema};
-use crate::model::view::Cursor;
-use crate::model::wire::Value;
 use crate::model::{Envelope, Signal};
 use crate::stage::{StageError, Transform};
 use crate::telemetry::metrics::{REDACTION_BATCH_ITEMS, REDACTION_VALUES};
@@ -116,23 +114,6 @@ struct Walk<'a> {
     clean_item: Range<usize>,
 }
 
-/// Whether an encoded `AnyValue` in a cleared record may still change: an
-/// array or key-value list (keys inside may fall under a rule), an int of 13
-/// digits or more, or anything but one plain field.
-#[inline]
-fn may_change(value: &[u8]) -> bool {
-    let mut cursor = Cursor::new(value);
-    match (cursor.next_field(), cursor.next_field()) {
-        (None, _) => false,
-        (Some(field), None) => match (field.number, field.value) {
-            (5 | 6, _) => true,
-            (3, Value::Varint(v)) => v as i64 >= 1_000_000_000_000,
-            _ => false,
-        },
-        (Some(_), Some(_)) => true,
-    }
-}
-
 fn addresses(bytes: &[u8]) -> Range<usize> {
     let start = bytes.as_ptr() as usize;
     start..start + bytes.len()
@@ -181,10 +162,6 @@ impl Rewriter for Walk<'_> {
                 .map_or(KeyClass::Scan, |key| self.rules.classify(key, attribute))
         });
         match class {
-            // In a cleared record or item its strings hold no card number;
-            // unless the value nests keys (a list) or is an int long enough
-            // to be one, nothing in it can change.
-            KeyClass::Scan if self.cleared(key) && !may_change(value) => KeyValueEdit::Keep,
             KeyClass::Scan => KeyValueEdit::Walk,
             KeyClass::Ignored => KeyValueEdit::Keep,
             KeyClass::Rule(rule) => {
