@@ -13,6 +13,37 @@ use std::sync::Arc;
 struct Inner {
     capacity: u64,
     used: AtomicU64,
+    /// A share's whole: every item reserved here is reserved there too.
+    parent: Option<Arc<Inner>>,
+}
+
+impl Inner {
+    /// Adds `items` if they fit now (a batch larger than the capacity only into an empty budget).
+    fn try_add(&self, items: u64) -> bool {
+        let mut used = self.used.load(Ordering::Acquire);
+        loop {
+            let fits = used + items <= self.capacity || (used == 0 && items > 0);
+            if !fits {
+                return false;
+            }
+            match self.used.compare_exchange_weak(
+                used,
+                used + items,
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return true,
+                Err(now) => used = now,
+            }
+        }
+    }
+
+    fn release(&self, items: u64) {
+        self.used.fetch_sub(items, Ordering::AcqRel);
+        if let Some(parent) = &self.parent {
+            parent.release(items);
+        }
+    }
 }
 
 /// Shared count of items held against a fixed capacity.
@@ -27,6 +58,19 @@ impl ItemBudget {
             inner: Arc::new(Inner {
                 capacity,
                 used: AtomicU64::new(0),
+                parent: None,
+            }),
+        }
+    }
+
+    /// A share of this budget of at most `capacity` items: what is reserved
+    /// in the share is reserved in this budget too, and fits only when both have room.
+    pub fn share(&self, capacity: u64) -> ItemBudget {
+        ItemBudget {
+            inner: Arc::new(Inner {
+                capacity,
+                used: AtomicU64::new(0),
+                parent: Some(self.inner.clone()),
             }),
         }
     }
@@ -43,27 +87,19 @@ impl ItemBudget {
     /// Reserves `items` if they fit now. A batch larger than the whole
     /// capacity is admitted only into an empty budget, so it cannot wedge.
     pub fn try_reserve(&self, items: u64) -> Option<Reservation> {
-        let mut used = self.inner.used.load(Ordering::Acquire);
-        loop {
-            let fits = used + items <= self.inner.capacity || (used == 0 && items > 0);
-            if !fits {
+        if !self.inner.try_add(items) {
+            return None;
+        }
+        if let Some(parent) = &self.inner.parent {
+            if !parent.try_add(items) {
+                self.inner.used.fetch_sub(items, Ordering::AcqRel);
                 return None;
             }
-            match self.inner.used.compare_exchange_weak(
-                used,
-                used + items,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    return Some(Reservation {
-                        inner: Some(self.inner.clone()),
-                        items,
-                    })
-                }
-                Err(now) => used = now,
-            }
         }
+        Some(Reservation {
+            inner: Some(self.inner.clone()),
+            items,
+        })
     }
 }
 
@@ -110,7 +146,7 @@ impl Reservation {
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(inner) = &self.inner {
-            inner.used.fetch_sub(self.items, Ordering::AcqRel);
+            inner.release(self.items);
         }
     }
 }
@@ -164,5 +200,26 @@ mod tests {
         assert_eq!(budget.used(), 5);
         drop(a);
         assert_eq!(budget.used(), 0);
+    }
+
+    #[test]
+    fn a_share_holds_at_most_its_capacity_and_counts_in_the_whole() {
+        let whole = ItemBudget::new(100);
+        let a = whole.share(40);
+        let b = whole.share(40);
+        let a1 = a.try_reserve(40).unwrap();
+        assert!(a.try_reserve(1).is_none(), "a's share is full");
+        let b1 = b.try_reserve(40).unwrap();
+        assert_eq!(whole.used(), 80);
+        let rest = whole.try_reserve(20).unwrap();
+        // The whole is full: a fresh share has room, but reserving fails and leaves it empty.
+        let c = whole.share(40);
+        assert!(c.try_reserve(1).is_none());
+        assert_eq!(c.used(), 0);
+        drop(b1);
+        let b2 = b.try_reserve(40).unwrap();
+        assert_eq!(b.used(), 40);
+        drop((a1, b2, rest));
+        assert_eq!((whole.used(), a.used(), b.used()), (0, 0, 0));
     }
 }

@@ -14,7 +14,9 @@
 //! draining takes longer than `service.shutdown_timeout`, retries are cut
 //! short and what is left is dropped and counted.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use metrics::gauge;
@@ -34,12 +36,14 @@ use crate::telemetry::metrics::{
 use crate::telemetry::{metrics_handle, AdminServer, Readiness};
 
 use crate::pipeline::branch::{spawn_branch, BranchSettings, BranchTasks};
+use crate::pipeline::fanout::Routing;
 use crate::pipeline::{
     spawn_sharded_stage, BatchStage, Downstream, FanOut, Ingest, SignalPipeline, Submission,
 };
 use crate::redaction::Redactor;
 use crate::sampling::sampler::split_by_shard;
 use crate::sampling::{TailSampler, TailSamplingConfig};
+use crate::tenancy::Tenants;
 
 /// Submissions waiting for a signal task; beyond this, receivers answer retryable.
 const SIGNAL_CHANNEL: usize = 64;
@@ -48,6 +52,34 @@ const SIGNAL_CHANNEL: usize = 64;
 /// `num_traces` traces of 64 spans, at least a million spans.
 fn sampling_budget(config: &TailSamplingConfig) -> u64 {
     (config.num_traces as u64).saturating_mul(64).max(1 << 20)
+}
+
+/// Which of `ids` (the targets of `signal`, in order) each route sends to;
+/// batches without a route go to the pipeline's own exporters.
+fn routing(config: &Config, signal: Signal, ids: &[String]) -> Routing {
+    let index = |wanted: &[String]| -> Vec<usize> {
+        ids.iter()
+            .enumerate()
+            .filter(|(_, id)| wanted.contains(id))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let default = config
+        .pipelines
+        .get(signal)
+        .map(|p| index(&p.exporters))
+        .unwrap_or_default();
+    let routes: HashMap<Arc<str>, Vec<usize>> = config
+        .routes
+        .iter()
+        .map(|route| {
+            (
+                Arc::from(route.name.as_str()),
+                index(route.exporters_for(signal)),
+            )
+        })
+        .collect();
+    Routing { default, routes }
 }
 
 /// After the drain deadline: how long export attempts in flight may still take before they are cut.
@@ -66,6 +98,8 @@ pub enum StartError {
     Sampling(#[source] crate::sampling::policy::PolicyError),
     #[error("redaction")]
     Redaction(#[source] crate::redaction::RedactionError),
+    #[error("tenancy")]
+    Tenancy(#[source] crate::tenancy::TenancyError),
     #[error("pipeline {signal} names unknown exporter {id}")]
     UnknownExporter { signal: Signal, id: String },
     #[error("receiver")]
@@ -110,12 +144,20 @@ impl Gateway {
         let abort_export = CancellationToken::new();
         let mut senders: [Option<mpsc::Sender<Submission>>; 3] = [None, None, None];
 
+        let tenants = match &config.tenancy {
+            Some(tenancy) => Some(Arc::new(
+                Tenants::new(tenancy, &config.tenants, &config.routes)
+                    .map_err(StartError::Tenancy)?,
+            )),
+            None => None,
+        };
         for (slot, signal) in Signal::ALL.into_iter().enumerate() {
-            let Some(pipeline) = config.pipelines.get(signal) else {
+            if config.pipelines.get(signal).is_none() {
                 continue;
-            };
+            }
+            let exporter_ids = config.signal_exporters(signal);
             let mut targets = Vec::new();
-            for id in &pipeline.exporters {
+            for id in &exporter_ids {
                 let entry = config
                     .exporter(id)
                     .ok_or_else(|| StartError::UnknownExporter {
@@ -141,7 +183,10 @@ impl Gateway {
                     queue: entry.config.sending_queue(),
                     retry,
                 };
-                let target = spawn_branch(&settings, exporter, &abort_export, &mut tasks);
+                let mut target = spawn_branch(&settings, exporter, &abort_export, &mut tasks);
+                if let Some(tenants) = &tenants {
+                    target = target.with_tenant_share(tenants.max_queue_share());
+                }
                 let labels = [
                     ("exporter", id.clone()),
                     ("signal", signal.as_str().to_string()),
@@ -149,6 +194,10 @@ impl Gateway {
                 gauge!(QUEUE_CAPACITY, &labels).set(target.budget.capacity() as f64);
                 queues.push((format!("{id} ({signal})"), target.budget.clone(), labels));
                 targets.push(target);
+            }
+            let mut exporters = FanOut::new(signal, targets);
+            if tenants.is_some() {
+                exporters = exporters.with_routing(routing(config, signal, &exporter_ids));
             }
             let fanout = match (&config.processors.tail_sampling, signal) {
                 // The sampler stands in front of the exporters, with its own budget.
@@ -162,13 +211,13 @@ impl Gateway {
                         samplers,
                         split_by_shard,
                         sampling_budget(sampling),
-                        Downstream::FanOut(FanOut::new(signal, targets)),
+                        Downstream::FanOut(exporters),
                         abort_export.clone(),
                         &mut pipelines,
                     );
                     FanOut::new(signal, vec![stage])
                 }
-                _ => FanOut::new(signal, targets),
+                _ => exporters,
             };
             // Redaction first, so no unmasked value reaches a buffer, queue or exporter.
             let mut stages: Vec<BatchStage> = Vec::new();
@@ -211,6 +260,7 @@ impl Gateway {
         let inflight = ingest.inflight().clone();
         gauge!(RECEIVER_INFLIGHT_CAPACITY).set(inflight.capacity() as f64);
         let stop_gauges = stop_admin.clone();
+        let tenant_stats = tenants.clone();
         admin.spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(1));
             loop {
@@ -222,6 +272,9 @@ impl Gateway {
                 for (budget, labels) in &gauges {
                     gauge!(QUEUE_ITEMS, labels).set(budget.used() as f64);
                 }
+                if let Some(tenants) = &tenant_stats {
+                    crate::tenancy::stats::promote(tenants);
+                }
             }
         });
 
@@ -232,7 +285,8 @@ impl Gateway {
         let mut grpc_addr = None;
         let mut http_addr = None;
         if let Some(grpc) = &receiver_config.grpc {
-            let receiver = GrpcReceiver::bind(grpc, ingest.clone(), retry_after).await?;
+            let receiver =
+                GrpcReceiver::bind(grpc, ingest.clone(), retry_after, tenants.clone()).await?;
             grpc_addr = Some(receiver.local_addr());
             receivers.spawn(receiver.run(Shutdown {
                 token: stop_receiving.clone(),
@@ -240,7 +294,8 @@ impl Gateway {
             }));
         }
         if let Some(http) = &receiver_config.http {
-            let receiver = HttpReceiver::bind(http, ingest.clone(), retry_after).await?;
+            let receiver =
+                HttpReceiver::bind(http, ingest.clone(), retry_after, tenants.clone()).await?;
             http_addr = Some(receiver.local_addr());
             receivers.spawn(receiver.run(Shutdown {
                 token: stop_receiving.clone(),

@@ -70,7 +70,7 @@ async fn slow_uploads_hold_the_inflight_budget() {
         max_decompressed_bytes: ByteSize(300 * 1024),
         ..HttpConfig::default()
     };
-    let receiver = HttpReceiver::bind(&config, ingest, Duration::from_secs(1))
+    let receiver = HttpReceiver::bind(&config, ingest, Duration::from_secs(1), None)
         .await
         .expect("binds");
     let addr = receiver.local_addr();

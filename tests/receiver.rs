@@ -182,10 +182,10 @@ async fn start_with(grpc: GrpcConfig, http: HttpConfig, pipeline: Pipeline) -> G
         });
     }
     let retry_after = Duration::from_secs(1);
-    let grpc = GrpcReceiver::bind(&grpc, ingest.clone(), retry_after)
+    let grpc = GrpcReceiver::bind(&grpc, ingest.clone(), retry_after, None)
         .await
         .unwrap();
-    let http = HttpReceiver::bind(&http, ingest.clone(), retry_after)
+    let http = HttpReceiver::bind(&http, ingest.clone(), retry_after, None)
         .await
         .unwrap();
     let (grpc_addr, http_addr) = (grpc.local_addr(), http.local_addr());
@@ -1257,7 +1257,7 @@ async fn binding_a_taken_port_is_an_error() {
         endpoint: gw.http.to_string(),
         ..GrpcConfig::default()
     };
-    let error = GrpcReceiver::bind(&config, ingest, Duration::from_secs(1))
+    let error = GrpcReceiver::bind(&config, ingest, Duration::from_secs(1), None)
         .await
         .unwrap_err();
     assert!(matches!(error, ReceiveError::Bind { .. }), "{error}");

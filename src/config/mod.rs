@@ -57,6 +57,18 @@ pub struct Config {
     /// `[pipelines]`: which exporters each signal goes to. At least one pipeline is required.
     #[serde(default)]
     pub pipelines: PipelinesConfig,
+    /// `[tenancy]`: when present, every request gets a tenant (authenticated when
+    /// `[tenancy.auth]` is present), quotas apply and `[[routes]]` pick exporters per tenant.
+    /// Default: absent (no tenants, no authentication).
+    pub tenancy: Option<crate::tenancy::TenancyConfig>,
+    /// `[tenants.<id>]`: known tenants (tier, token variable, certificate subjects, quota).
+    /// Needs `[tenancy]`. Default: none.
+    #[serde(default)]
+    pub tenants: std::collections::BTreeMap<String, crate::tenancy::TenantConfig>,
+    /// `[[routes]]`: the exporters of some tenants' data, first match wins; other tenants use
+    /// the pipelines' exporters. Needs `[tenancy]`. Default: none.
+    #[serde(default)]
+    pub routes: Vec<crate::tenancy::RouteConfig>,
 }
 
 /// `[receivers]`.
@@ -119,6 +131,22 @@ impl Config {
     /// Every defined exporter's id (`"<kind>/<name>"`), sorted.
     pub fn exporter_ids(&self) -> Vec<String> {
         self.exporters.iter().map(|e| e.id()).collect()
+    }
+
+    /// The exporters `signal`'s data may go to: the pipeline's, then those only routes name.
+    pub fn signal_exporters(&self, signal: Signal) -> Vec<String> {
+        let Some(pipeline) = self.pipelines.get(signal) else {
+            return Vec::new();
+        };
+        let mut ids = pipeline.exporters.clone();
+        for route in &self.routes {
+            for id in route.exporters_for(signal) {
+                if !ids.contains(id) {
+                    ids.push(id.clone());
+                }
+            }
+        }
+        ids
     }
 
     /// The exporter with id `"<kind>/<name>"`, if defined.

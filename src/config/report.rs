@@ -68,6 +68,12 @@ pub fn describe(config: &Config) -> String {
         config.admin.ready_queue_high_water * 100.0
     ));
 
+    if let Some(tenancy) = &config.tenancy {
+        out.push_str(&format!(
+            "tenancy: {}\n",
+            tenancy.describe(&config.tenants, &config.routes)
+        ));
+    }
     for exporter in config.exporters.iter() {
         out.push_str(&format!(
             "exporter {}: {}\n",

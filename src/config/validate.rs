@@ -73,6 +73,54 @@ impl Validate for Config {
             exporter.config.validate(&exporter_path, errors);
         }
         pipelines_are_wired(self, path, errors);
+        tenancy_is_wired(self, path, errors);
+    }
+}
+
+/// `[tenancy]`, `[tenants]` and `[[routes]]`: their own checks, and routes naming defined exporters.
+fn tenancy_is_wired(config: &Config, path: &str, errors: &mut Vec<ConfigError>) {
+    let Some(tenancy) = &config.tenancy else {
+        if !config.tenants.is_empty() {
+            errors.push(ConfigError::new(
+                join(path, "tenants"),
+                "tenants need a [tenancy] table",
+            ));
+        }
+        if !config.routes.is_empty() {
+            errors.push(ConfigError::new(
+                join(path, "routes"),
+                "routes need a [tenancy] table",
+            ));
+        }
+        return;
+    };
+    crate::tenancy::config::TenancySection {
+        tenancy,
+        tenants: &config.tenants,
+        routes: &config.routes,
+    }
+    .validate(path, errors);
+    for (i, route) in config.routes.iter().enumerate() {
+        let route_path = join(path, &format!("routes[{i}]"));
+        let lists = [
+            ("exporters", Some(&route.exporters)),
+            ("traces", route.traces.as_ref()),
+            ("metrics", route.metrics.as_ref()),
+            ("logs", route.logs.as_ref()),
+        ];
+        for (key, ids) in lists {
+            for (j, id) in ids.into_iter().flatten().enumerate() {
+                if config.exporter(id).is_none() {
+                    errors.push(ConfigError::new(
+                        format!("{route_path}.{key}[{j}]"),
+                        format!(
+                            "unknown exporter \"{id}\"; defined: {}",
+                            config.exporter_ids().join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
     }
 }
 
@@ -361,12 +409,9 @@ fn warnings(config: &Config) -> Vec<ConfigError> {
     for exporter in config.exporters.iter() {
         let id = exporter.id();
         let path = exporter.path();
-        let used = Signal::ALL.iter().any(|&signal| {
-            config
-                .pipelines
-                .get(signal)
-                .is_some_and(|p| p.exporters.contains(&id))
-        });
+        let used = Signal::ALL
+            .iter()
+            .any(|&signal| config.signal_exporters(signal).contains(&id));
         if !used {
             warnings.push(ConfigError::new(&path, "not used by any pipeline"));
         }

@@ -271,6 +271,71 @@ pub fn partition<K: Eq + std::hash::Hash + Clone>(
     builders.into_iter().map(|(k, b)| (k, b.build())).collect()
 }
 
+/// Splits a batch by a key of each top-level record's resource (e.g. its
+/// `tenant.id`), keeping whole records zero-copy; keys in order of first
+/// appearance. A batch whose records all have one key comes back as it is,
+/// so the common case (one key per request) costs one read of each resource.
+pub fn partition_resources<K: Eq + Clone>(
+    batch: Batch,
+    mut key: impl FnMut(ResourceView<'_>) -> K,
+) -> Vec<(K, Batch)> {
+    let signal = batch.signal();
+    let record_schema: &'static schema::Schema = match signal {
+        Signal::Traces => &schema::RESOURCE_SPANS,
+        Signal::Metrics => &schema::RESOURCE_METRICS,
+        Signal::Logs => &schema::RESOURCE_LOGS,
+    };
+    // (key, framed record) for every record.
+    let mut records: Vec<(K, Bytes, &[u8])> = Vec::new();
+    for segment in batch.segments() {
+        let mut reader = Cursor::new(segment);
+        while let Some(field) = reader.next_field() {
+            if let (1, Value::Len(record)) = (field.number, field.value) {
+                let resource = first_message(record, 1).unwrap_or_default();
+                let k = key(ResourceView::new(resource));
+                records.push((k, segment.slice(field.start..field.end), record));
+            }
+        }
+    }
+    let single = match records.split_first() {
+        None => true,
+        Some(((first, _, _), rest)) => rest.iter().all(|(k, _, _)| k == first),
+    };
+    if single {
+        let Some((k, _, _)) = records.into_iter().next() else {
+            return Vec::new();
+        };
+        return vec![(k, batch)];
+    }
+    let mut groups: Vec<(K, Vec<Bytes>, u64)> = Vec::new();
+    for (k, framed, record) in records {
+        // The batch was validated on the way in: the walk only counts.
+        let items = schema::walk(record_schema, record).map_or(0, |c| c.items - c.invalid_items);
+        match groups.iter_mut().find(|(g, _, _)| *g == k) {
+            Some((_, segments, n)) => {
+                segments.push(framed);
+                *n += items;
+            }
+            None => groups.push((k, vec![framed], items)),
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(k, segments, items)| (k, Batch::from_validated_segments(signal, segments, items)))
+        .collect()
+}
+
+/// The first field `number` of `buf` that is a length-delimited message.
+fn first_message(buf: &[u8], number: u32) -> Option<&[u8]> {
+    let mut reader = Cursor::new(buf);
+    while let Some(field) = reader.next_field() {
+        if let (true, Value::Len(bytes)) = (field.number == number, field.value) {
+            return Some(bytes);
+        }
+    }
+    None
+}
+
 /// Assembles items from any number of batches into one export request.
 #[derive(Debug)]
 pub struct BatchBuilder {

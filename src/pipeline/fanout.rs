@@ -24,8 +24,11 @@ use metrics::counter;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::budget::ItemBudget;
-use crate::model::{Envelope, Signal};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::budget::{ItemBudget, Reservation};
+use crate::model::{Context, Envelope, Signal};
 use crate::queue::QueuedBatch;
 use crate::telemetry::metrics::{reason, EXPORTER_ITEMS_DROPPED, STAGE_ITEMS_DROPPED};
 
@@ -48,6 +51,33 @@ pub struct Target {
     pub kind: TargetKind,
     pub budget: ItemBudget,
     pub tx: mpsc::Sender<QueuedBatch>,
+    /// Per-tenant shares of `budget`, when tenants are isolated.
+    shares: Option<Arc<TenantShares>>,
+}
+
+/// Each tenant's share of a target's budget, made on first use.
+#[derive(Debug)]
+struct TenantShares {
+    capacity: u64,
+    budgets: Mutex<HashMap<Arc<str>, ItemBudget>>,
+}
+
+/// Past this many shares, those holding nothing are forgotten.
+const MAX_IDLE_SHARES: usize = 10_000;
+
+impl TenantShares {
+    fn budget(&self, whole: &ItemBudget, tenant: &Arc<str>) -> Option<ItemBudget> {
+        let mut budgets = self.budgets.lock().ok()?;
+        if let Some(share) = budgets.get(tenant) {
+            return Some(share.clone());
+        }
+        if budgets.len() >= MAX_IDLE_SHARES {
+            budgets.retain(|_, share| share.used() > 0);
+        }
+        let share = whole.share(self.capacity);
+        budgets.insert(tenant.clone(), share.clone());
+        Some(share)
+    }
 }
 
 impl Target {
@@ -66,9 +96,33 @@ impl Target {
                 kind,
                 budget,
                 tx,
+                shares: None,
             },
             rx,
         )
+    }
+
+    /// Limits each tenant to `share` (0–1] of the budget, so one tenant's
+    /// flood or stalled deliveries fill only its share.
+    #[must_use]
+    pub fn with_tenant_share(mut self, share: f64) -> Self {
+        if share < 1.0 {
+            let capacity = ((self.budget.capacity() as f64 * share).ceil() as u64).max(1);
+            self.shares = Some(Arc::new(TenantShares {
+                capacity,
+                budgets: Mutex::new(HashMap::new()),
+            }));
+        }
+        self
+    }
+
+    /// Reserves `items` for a batch of `context`: in the tenant's share when
+    /// there are shares, else in the whole budget.
+    fn try_reserve(&self, context: &Context, items: u64) -> Option<Reservation> {
+        match (&self.shares, &context.tenant) {
+            (Some(shares), Some(tenant)) => shares.budget(&self.budget, tenant)?.try_reserve(items),
+            _ => self.budget.try_reserve(items),
+        }
     }
 
     fn count_dropped(&self, signal: Signal, items: u64, why: &'static str) {
@@ -94,6 +148,24 @@ pub struct Full(pub Envelope);
 pub struct FanOut {
     signal: Signal,
     targets: Vec<Target>,
+    /// Which targets a batch goes to by its context's route; `None`: all.
+    routing: Option<Arc<Routing>>,
+}
+
+/// Target indices per route, and for batches without a (known) route.
+#[derive(Debug, Clone, Default)]
+pub struct Routing {
+    /// The pipeline's own exporters.
+    pub default: Vec<usize>,
+    pub routes: HashMap<Arc<str>, Vec<usize>>,
+}
+
+impl Routing {
+    fn targets_of(&self, route: Option<&str>) -> &[usize] {
+        route
+            .and_then(|r| self.routes.get(r))
+            .unwrap_or(&self.default)
+    }
 }
 
 /// How long [`FanOut::admit_or_wait`] waits between tries at first, and at most.
@@ -102,7 +174,30 @@ const WAIT_MAX: Duration = Duration::from_millis(200);
 
 impl FanOut {
     pub fn new(signal: Signal, targets: Vec<Target>) -> Self {
-        FanOut { signal, targets }
+        FanOut {
+            signal,
+            targets,
+            routing: None,
+        }
+    }
+
+    /// Sends each batch only to the targets of its context's route.
+    #[must_use]
+    pub fn with_routing(mut self, routing: Routing) -> Self {
+        self.routing = Some(Arc::new(routing));
+        self
+    }
+
+    /// The targets a batch of `context` goes to.
+    fn targets_for(&self, context: &Context) -> Vec<&Target> {
+        match &self.routing {
+            None => self.targets.iter().collect(),
+            Some(routing) => routing
+                .targets_of(context.route.as_deref())
+                .iter()
+                .filter_map(|&i| self.targets.get(i))
+                .collect(),
+        }
     }
 
     /// Hands `envelope` to every target that has room, without waiting.
@@ -111,31 +206,31 @@ impl FanOut {
     /// [`Full`], with the envelope, when no target had room (nothing was sent).
     pub fn admit(&self, envelope: Envelope) -> Result<(), Full> {
         let items = envelope.items();
-        if items == 0 || self.targets.is_empty() {
+        let targets = self.targets_for(&envelope.context);
+        if items == 0 || targets.is_empty() {
             return Ok(());
         }
         // A slot is room in both the target's item budget and its channel,
         // taken together before anything is sent, so a target counted as
         // having room really gets the batch.
-        let mut slots: Vec<_> = self
-            .targets
+        let mut slots: Vec<_> = targets
             .iter()
             .map(|t| {
                 let permit = t.tx.try_reserve().ok()?;
-                let reservation = t.budget.try_reserve(items)?;
+                let reservation = t.try_reserve(&envelope.context, items)?;
                 Some((permit, reservation))
             })
             .collect();
         let Some(last) = slots.iter().rposition(Option::is_some) else {
             return Err(Full(envelope));
         };
-        for (i, (target, slot)) in self.targets.iter().zip(slots.iter_mut()).enumerate() {
+        for (i, (target, slot)) in targets.iter().zip(slots.iter_mut()).enumerate() {
             match slot.take() {
                 // The last admitting target takes the envelope itself, the others a handle copy.
                 Some((permit, reservation)) if i == last => {
                     permit.send(QueuedBatch::new(envelope, reservation));
                     // Targets after the last admitting one are full.
-                    for target in &self.targets[i + 1..] {
+                    for target in &targets[i + 1..] {
                         self.full(target, items);
                     }
                     return Ok(());
@@ -170,7 +265,7 @@ impl FanOut {
             tokio::select! {
                 biased;
                 () = abort.cancelled() => {
-                    for target in &self.targets {
+                    for target in self.targets_for(&envelope.context) {
                         target.count_dropped(self.signal, envelope.items(), reason::SHUTDOWN);
                     }
                     return;

@@ -7,6 +7,7 @@ use tonic::Code;
 
 use crate::model::{DecodeError, Signal};
 use crate::telemetry::metrics::reason;
+use crate::tenancy::TenantError;
 
 /// A receiver could not start.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +84,9 @@ pub enum RequestError {
     /// A gRPC request in a codec other than protobuf (`application/grpc+json`).
     #[error("unsupported gRPC content-type \"{content_type}\", supported: application/grpc, application/grpc+proto")]
     UnsupportedCodec { content_type: String },
+    /// The request's tenant: not authenticated, not allowed, invalid or over quota.
+    #[error(transparent)]
+    Tenant(#[from] TenantError),
 }
 
 impl RequestError {
@@ -97,6 +101,12 @@ impl RequestError {
             RequestError::Timeout { .. } => reason::TIMEOUT,
             RequestError::NoPipeline { .. } => reason::NO_PIPELINE,
             RequestError::UnsupportedCodec { .. } => reason::UNSUPPORTED,
+            RequestError::Tenant(error) => match error {
+                TenantError::Unauthenticated(_) => reason::UNAUTHENTICATED,
+                TenantError::PermissionDenied(_) => reason::PERMISSION_DENIED,
+                TenantError::InvalidId(_) => reason::INVALID_TENANT,
+                TenantError::OverQuota { .. } => reason::OVER_QUOTA,
+            },
             RequestError::Decompress { .. }
             | RequestError::Decode(_)
             | RequestError::Json { .. }
@@ -119,6 +129,12 @@ impl RequestError {
             RequestError::NoPipeline { .. } | RequestError::UnsupportedCodec { .. } => {
                 Code::Unimplemented
             }
+            RequestError::Tenant(error) => match error {
+                TenantError::Unauthenticated(_) => Code::Unauthenticated,
+                TenantError::PermissionDenied(_) => Code::PermissionDenied,
+                TenantError::InvalidId(_) => Code::InvalidArgument,
+                TenantError::OverQuota { .. } => Code::ResourceExhausted,
+            },
             RequestError::Decompress { .. }
             | RequestError::Decode(_)
             | RequestError::Json { .. }
@@ -138,6 +154,12 @@ impl RequestError {
             RequestError::Timeout { .. } => http::StatusCode::REQUEST_TIMEOUT,
             RequestError::NoPipeline { .. } => http::StatusCode::NOT_FOUND,
             RequestError::UnsupportedCodec { .. } => http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            RequestError::Tenant(error) => match error {
+                TenantError::Unauthenticated(_) => http::StatusCode::UNAUTHORIZED,
+                TenantError::PermissionDenied(_) => http::StatusCode::FORBIDDEN,
+                TenantError::InvalidId(_) => http::StatusCode::BAD_REQUEST,
+                TenantError::OverQuota { .. } => http::StatusCode::TOO_MANY_REQUESTS,
+            },
             RequestError::Decompress { .. }
             | RequestError::Decode(_)
             | RequestError::Json { .. }

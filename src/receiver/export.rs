@@ -19,13 +19,17 @@ use prost::Message;
 use tokio::time::Instant;
 
 use super::error::RequestError;
-use crate::model::{Batch, Signal};
+use std::sync::Arc;
+
+use crate::model::{Batch, Context, Envelope, Signal};
 use crate::pipeline::{Ingest, Refused};
 use crate::telemetry::metrics::{
     reason, RECEIVER_ITEMS_ACCEPTED, RECEIVER_ITEMS_RECEIVED, RECEIVER_ITEMS_REFUSED,
     RECEIVER_REQUESTS, RECEIVER_REQUESTS_REFUSED, RECEIVER_REQUEST_BYTES,
     RECEIVER_REQUEST_DURATION,
 };
+use crate::tenancy::stats::{self, ItemOutcome};
+use crate::tenancy::{Caller, Tenant, TenantError, Tenants};
 
 /// `transport` label of the gRPC receiver.
 pub const GRPC: &str = "grpc";
@@ -53,6 +57,9 @@ impl Verdict {
     }
 }
 
+/// One tenant's part of a request (no tenant without `[tenancy]`).
+type TenantPart = (Option<Arc<Tenant>>, Envelope);
+
 /// The pipeline side of a receiver, shared by all its connections.
 #[derive(Debug, Clone)]
 pub struct Intake {
@@ -60,14 +67,38 @@ pub struct Intake {
     /// Sent with `Refused::ShuttingDown`, which carries no delay of its own.
     retry_after: Duration,
     transport: &'static str,
+    /// Tenant identity, quotas and routes, when `[tenancy]` is configured.
+    tenants: Option<Arc<Tenants>>,
 }
 
 impl Intake {
-    pub fn new(ingest: Ingest, retry_after: Duration, transport: &'static str) -> Self {
+    pub fn new(
+        ingest: Ingest,
+        retry_after: Duration,
+        transport: &'static str,
+        tenants: Option<Arc<Tenants>>,
+    ) -> Self {
         Intake {
             ingest,
             retry_after,
             transport,
+            tenants,
+        }
+    }
+
+    /// Who sent the request, from its head (credential, certificate subject,
+    /// tenant header); `None` without `[tenancy]`. Runs before the body is read.
+    ///
+    /// # Errors
+    /// [`RequestError::Tenant`] when the caller is not authenticated or not allowed.
+    pub fn identify(
+        &self,
+        headers: &http::HeaderMap,
+        peer_subject: Option<&str>,
+    ) -> Result<Option<Caller>, RequestError> {
+        match &self.tenants {
+            Some(tenants) => Ok(Some(tenants.identify(headers, peer_subject)?)),
+            None => Ok(None),
         }
     }
 
@@ -82,16 +113,26 @@ impl Intake {
     }
 
     /// The delay to ask of a client whose request failed with `error`, when
-    /// that failure is worth retrying (the in-flight budget was spent).
+    /// that failure is worth retrying (the in-flight budget was spent, the
+    /// tenant is over its quota).
     pub fn retry_hint(&self, error: &RequestError) -> Option<Duration> {
-        matches!(error, RequestError::MemoryLimit { .. }).then_some(self.retry_after)
+        match error {
+            RequestError::MemoryLimit { .. } => Some(self.retry_after),
+            RequestError::Tenant(TenantError::OverQuota { retry_after, .. }) => Some(*retry_after),
+            _ => None,
+        }
     }
 
     /// Validates the encoded request `body` and submits its items.
     ///
     /// # Errors
     /// [`RequestError::Decode`] when `body` is not a well-formed request.
-    pub async fn export(&self, signal: Signal, body: Bytes) -> Result<Verdict, RequestError> {
+    pub async fn export(
+        &self,
+        signal: Signal,
+        body: Bytes,
+        caller: Option<&Caller>,
+    ) -> Result<Verdict, RequestError> {
         if body.is_empty() {
             return Ok(Verdict::accepted());
         }
@@ -118,34 +159,93 @@ impl Intake {
             self.refused_items(signal, reason::NO_PIPELINE, items);
             return Err(RequestError::NoPipeline { signal });
         }
-        match self.ingest.submit(batch).await {
-            Ok(accepted) => {
-                let kept = items.saturating_sub(accepted.rejected_items);
-                counter!(RECEIVER_ITEMS_ACCEPTED, &labels).increment(kept);
-                if accepted.rejected_items > 0 {
-                    self.refused_items(signal, reason::PERMANENT, accepted.rejected_items);
-                    if let Verdict::Accepted { rejected, message } = &mut verdict {
-                        *rejected += accepted.rejected_items;
-                        if !message.is_empty() && !accepted.message.is_empty() {
-                            message.push_str("; ");
-                        }
-                        message.push_str(&accepted.message);
+        let parts = match (&self.tenants, caller) {
+            (Some(tenants), Some(caller)) => {
+                match self.tenant_parts(tenants, caller, signal, batch) {
+                    Ok(parts) => parts,
+                    Err(error) => {
+                        self.refused_items(
+                            signal,
+                            RequestError::from(error.clone()).reason(),
+                            items,
+                        );
+                        return Err(error.into());
                     }
                 }
             }
-            Err(refused) => {
-                let (why, retry_after) = match &refused {
-                    Refused::Busy { retry_after, .. } => (reason::BACKPRESSURE, *retry_after),
-                    Refused::ShuttingDown => (reason::SHUTTING_DOWN, self.retry_after),
-                };
-                self.refused_items(signal, why, items);
-                verdict = Verdict::Refused {
-                    retry_after,
-                    message: refused.to_string(),
-                };
+            _ => vec![(None, Envelope::new(batch))],
+        };
+        for (tenant, envelope) in parts {
+            let part_items = envelope.items();
+            let bytes = envelope.batch.encoded_len() as u64;
+            match self.ingest.submit_envelope(envelope).await {
+                Ok(accepted) => {
+                    let kept = part_items.saturating_sub(accepted.rejected_items);
+                    counter!(RECEIVER_ITEMS_ACCEPTED, &labels).increment(kept);
+                    if let Some(tenant) = &tenant {
+                        stats::record(tenant, signal, ItemOutcome::Accepted, kept, bytes);
+                    }
+                    if accepted.rejected_items > 0 {
+                        self.refused_items(signal, reason::PERMANENT, accepted.rejected_items);
+                        if let Verdict::Accepted { rejected, message } = &mut verdict {
+                            *rejected += accepted.rejected_items;
+                            if !message.is_empty() && !accepted.message.is_empty() {
+                                message.push_str("; ");
+                            }
+                            message.push_str(&accepted.message);
+                        }
+                    }
+                }
+                Err(refused) => {
+                    // Parts of other tenants submitted before this one stay
+                    // accepted; the client's retry sends them again (at least once).
+                    let (why, retry_after) = match &refused {
+                        Refused::Busy { retry_after, .. } => (reason::BACKPRESSURE, *retry_after),
+                        Refused::ShuttingDown => (reason::SHUTTING_DOWN, self.retry_after),
+                    };
+                    self.refused_items(signal, why, part_items);
+                    if let Some(tenant) = &tenant {
+                        stats::record(tenant, signal, ItemOutcome::Refused, part_items, bytes);
+                    }
+                    verdict = Verdict::Refused {
+                        retry_after,
+                        message: refused.to_string(),
+                    };
+                    break;
+                }
             }
         }
         Ok(verdict)
+    }
+
+    /// `batch` as one envelope per tenant, each within its tenant's quota.
+    fn tenant_parts(
+        &self,
+        tenants: &Tenants,
+        caller: &Caller,
+        signal: Signal,
+        batch: Batch,
+    ) -> Result<Vec<TenantPart>, TenantError> {
+        let parts = tenants.assign(caller, batch)?;
+        if let Err(error) = tenants.take_quota(signal, &parts, Instant::now()) {
+            if let TenantError::OverQuota { tenant: over, .. } = &error {
+                for (tenant, part) in parts.iter().filter(|(t, _)| t.id == *over) {
+                    let bytes = part.encoded_len() as u64;
+                    stats::record(tenant, signal, ItemOutcome::OverQuota, part.items(), bytes);
+                }
+            }
+            return Err(error);
+        }
+        Ok(parts
+            .into_iter()
+            .map(|(tenant, batch)| {
+                let mut context = Context::default().with_tenant(tenant.id.clone());
+                if let Some(route) = &tenant.route {
+                    context = context.with_route(route.clone());
+                }
+                (Some(tenant), Envelope::with_context(context, batch))
+            })
+            .collect())
     }
 
     fn refused_items(&self, signal: Signal, why: &'static str, n: u64) {

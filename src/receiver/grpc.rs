@@ -39,6 +39,7 @@ use super::status;
 use crate::model::Signal;
 use crate::pipeline::Ingest;
 use crate::telemetry::metrics::reason;
+use crate::tenancy::Tenants;
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
@@ -60,7 +61,8 @@ pub struct GrpcReceiver {
 impl GrpcReceiver {
     /// Binds `config.endpoint`; requests will go to `ingest`. `retry_after`
     /// is the delay sent when refusing because the gateway is shutting down
-    /// (a full pipeline names its own).
+    /// (a full pipeline names its own). With `tenants`, every request is
+    /// identified (and authenticated) before its body is read.
     ///
     /// # Errors
     /// [`ReceiveError::Bind`] when the address cannot be bound,
@@ -70,13 +72,14 @@ impl GrpcReceiver {
         config: &GrpcConfig,
         ingest: Ingest,
         retry_after: Duration,
+        tenants: Option<Arc<Tenants>>,
     ) -> Result<Self, ReceiveError> {
         let listener =
             server::Listener::bind(GRPC, &config.endpoint, config.connection_limits()).await?;
         Ok(GrpcReceiver {
             listener,
             service: Arc::new(GrpcService {
-                intake: Intake::new(ingest, retry_after, GRPC),
+                intake: Intake::new(ingest, retry_after, GRPC, tenants),
                 max_request_bytes: config.max_request_bytes.as_usize(),
                 max_decompressed_bytes: config.max_decompressed_bytes.as_usize(),
                 read_timeout: config.read_timeout.get(),
@@ -210,6 +213,7 @@ impl GrpcService {
         request: Request<Incoming>,
         metrics: &RequestMetrics,
     ) -> Result<Verdict, RequestError> {
+        let caller = self.intake.identify(request.headers(), None)?;
         let compression =
             Compression::from_header(GRPC_ENCODING, request.headers().get(GRPC_ENCODING))?;
         let limit = self.max_request_bytes.saturating_add(FRAME_HEADER);
@@ -242,7 +246,7 @@ impl GrpcService {
                 message
             }
         };
-        let verdict = self.intake.export(signal, message).await;
+        let verdict = self.intake.export(signal, message, caller.as_ref()).await;
         drop(held);
         verdict
     }

@@ -34,6 +34,7 @@ use super::status;
 use crate::model::Signal;
 use crate::pipeline::Ingest;
 use crate::telemetry::metrics::reason;
+use crate::tenancy::Tenants;
 
 /// The OTLP/HTTP receiver, bound and ready to [`run`](HttpReceiver::run).
 #[derive(Debug)]
@@ -45,7 +46,8 @@ pub struct HttpReceiver {
 impl HttpReceiver {
     /// Binds `config.endpoint`; requests will go to `ingest`. `retry_after`
     /// is the delay sent when refusing because the gateway is shutting down
-    /// (a full pipeline names its own).
+    /// (a full pipeline names its own). With `tenants`, every request is
+    /// identified (and authenticated) before its body is read.
     ///
     /// # Errors
     /// [`ReceiveError::Bind`] when the address cannot be bound,
@@ -55,13 +57,14 @@ impl HttpReceiver {
         config: &HttpConfig,
         ingest: Ingest,
         retry_after: Duration,
+        tenants: Option<Arc<Tenants>>,
     ) -> Result<Self, ReceiveError> {
         let listener =
             server::Listener::bind(HTTP, &config.endpoint, config.connection_limits()).await?;
         Ok(HttpReceiver {
             listener,
             service: Arc::new(HttpService {
-                intake: Intake::new(ingest, retry_after, HTTP),
+                intake: Intake::new(ingest, retry_after, HTTP, tenants),
                 max_request_bytes: config.max_request_bytes.as_usize(),
                 max_decompressed_bytes: config.max_decompressed_bytes.as_usize(),
                 read_timeout: config.read_timeout.get(),
@@ -245,6 +248,7 @@ impl HttpService {
         metrics: &RequestMetrics,
     ) -> Result<Verdict, RequestError> {
         let headers = request.headers();
+        let caller = self.intake.identify(headers, None)?;
         let compression =
             Compression::from_header("Content-Encoding", headers.get(CONTENT_ENCODING))?;
         let declared = headers
@@ -267,7 +271,10 @@ impl HttpService {
         .await?;
         metrics.body_read(body.len());
         if body.is_empty() {
-            return self.intake.export(signal, Bytes::new()).await;
+            return self
+                .intake
+                .export(signal, Bytes::new(), caller.as_ref())
+                .await;
         }
         let cap = self.max_decompressed_bytes;
         let payload = if compression == Compression::Identity {
@@ -295,7 +302,7 @@ impl HttpService {
                 encoded
             }
         };
-        let verdict = self.intake.export(signal, encoded).await;
+        let verdict = self.intake.export(signal, encoded, caller.as_ref()).await;
         drop(held);
         verdict
     }

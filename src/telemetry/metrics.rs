@@ -62,6 +62,16 @@ pub const REDACTION_VALUES: &str = "otlp_gateway_redaction_values_total";
 /// Items (spans, data points, log records) in batches the redaction stage changed, by `signal`.
 pub const REDACTION_BATCH_ITEMS: &str = "otlp_gateway_redaction_changed_batch_items_total";
 
+// --- tenants ---
+/// Items per tenant, by `tenant` (the busiest `metrics_max_tenants`, the rest
+/// `_other`), `signal` and `outcome` (`accepted`, `over_quota`, `refused`).
+pub const TENANT_ITEMS: &str = "otlp_gateway_tenant_items_total";
+/// Bytes (decoded protobuf) accepted per tenant, by `tenant`, `signal`.
+pub const TENANT_BYTES: &str = "otlp_gateway_tenant_bytes_total";
+/// Requests refused for their tenant, by `transport` and `reason`
+/// (`unauthenticated`, `permission_denied`, `invalid_tenant`, `over_quota`).
+pub const TENANT_REQUESTS_REFUSED: &str = "otlp_gateway_tenant_requests_refused_total";
+
 // --- batcher ---
 /// Items per flushed batch, by `exporter`, `signal`.
 pub const BATCH_ITEMS: &str = "otlp_gateway_batch_items";
@@ -103,6 +113,10 @@ pub mod reason {
     pub const QUEUE_FULL: &str = "queue_full";
     pub const SHUTDOWN: &str = "shutdown";
     pub const TIMEOUT: &str = "timeout";
+    pub const UNAUTHENTICATED: &str = "unauthenticated";
+    pub const PERMISSION_DENIED: &str = "permission_denied";
+    pub const INVALID_TENANT: &str = "invalid_tenant";
+    pub const OVER_QUOTA: &str = "over_quota";
 }
 
 /// Registers descriptions and units with the installed recorder.
