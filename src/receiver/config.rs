@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::tls::ServerTlsConfig;
 use crate::settings::units::{ByteSize, HumanDuration};
 
 /// `[receivers.otlp]`: the OTLP receiver.
@@ -89,6 +90,9 @@ pub struct GrpcConfig {
     /// TCP keepalive probes after this long idle, so the kernel drops dead peers. `"0s"` turns
     /// them off. Default `"60s"`.
     pub tcp_keepalive: HumanDuration,
+    /// `[receivers.otlp.grpc.tls]`: serve TLS (ALPN `h2`) with this certificate, and with
+    /// `client_ca_file` require client certificates (mTLS). Default: none (plain text).
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for GrpcConfig {
@@ -105,6 +109,7 @@ impl Default for GrpcConfig {
             keepalive_time: HumanDuration::from_secs(30),
             keepalive_timeout: HumanDuration::from_secs(10),
             tcp_keepalive: HumanDuration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -149,6 +154,9 @@ pub struct HttpConfig {
     /// TCP keepalive probes after this long idle, so the kernel drops dead peers. `"0s"` turns
     /// them off. Default `"60s"`.
     pub tcp_keepalive: HumanDuration,
+    /// `[receivers.otlp.http.tls]`: serve TLS (ALPN `h2`, `http/1.1`) with this certificate, and with
+    /// `client_ca_file` require client certificates (mTLS). Default: none (plain text).
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -165,6 +173,7 @@ impl Default for HttpConfig {
             keepalive_time: HumanDuration::from_secs(30),
             keepalive_timeout: HumanDuration::from_secs(10),
             tcp_keepalive: HumanDuration::from_secs(60),
+            tls: None,
         }
     }
 }
