@@ -71,7 +71,7 @@ pub struct GrpcConfig {
     /// `reason="evicted"`); only when every connection has a request in flight is the new one
     /// refused. Default `1000`. Must be greater than 0.
     pub max_connections: usize,
-    /// A new connection must send its first request head within this (first byte, protocol
+    /// A new connection must send its first request head within this (the TLS handshake, first byte, protocol
     /// detection, the HTTP/2 handshake and the headers), and a kept-alive connection its next
     /// one within this of the previous answer, or it is closed. Default `"10s"`.
     pub read_header_timeout: HumanDuration,
@@ -135,7 +135,7 @@ pub struct HttpConfig {
     /// `reason="evicted"`); only when every connection has a request in flight is the new one
     /// refused. Default `1000`. Must be greater than 0.
     pub max_connections: usize,
-    /// A new connection must send its first request head within this (first byte, protocol
+    /// A new connection must send its first request head within this (the TLS handshake, first byte, protocol
     /// detection, the HTTP/2 handshake and the headers), and a kept-alive connection its next
     /// one within this of the previous answer, or it is closed. Default `"10s"`.
     pub read_header_timeout: HumanDuration,
