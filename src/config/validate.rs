@@ -11,9 +11,10 @@ use super::{Config, EXPORTER_KINDS};
 use crate::batch::config::BatchConfig;
 use crate::model::Signal;
 use crate::receiver::config::{ConnectionLimits, GrpcConfig, HttpConfig, OtlpReceiverConfig};
+use crate::receiver::tls::ServerTlsConfig;
 use crate::settings::error::ConfigError;
 pub use crate::settings::validate::Validate;
-use crate::settings::validate::{join, push, GREATER_THAN_ZERO};
+use crate::settings::validate::{file_problem, join, push, GREATER_THAN_ZERO};
 use crate::telemetry::config::{AdminConfig, LogsConfig, ServiceConfig};
 
 /// What the semantic pass found. Lines are not set yet.
@@ -214,6 +215,9 @@ impl Validate for GrpcConfig {
             path,
             errors,
         );
+        if let Some(tls) = &self.tls {
+            tls.validate(&join(path, "tls"), errors);
+        }
     }
 }
 
@@ -226,6 +230,30 @@ impl Validate for HttpConfig {
             path,
             errors,
         );
+        if let Some(tls) = &self.tls {
+            tls.validate(&join(path, "tls"), errors);
+        }
+    }
+}
+
+impl Validate for ServerTlsConfig {
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        let files = [
+            ("cert_file", Some(&self.cert_file)),
+            ("key_file", Some(&self.key_file)),
+            ("client_ca_file", self.client_ca_file.as_ref()),
+        ];
+        for (key, file) in files {
+            let Some(file) = file else { continue };
+            if let Some(problem) = file_problem(file) {
+                push(
+                    errors,
+                    path,
+                    key,
+                    format!("{problem}: \"{}\"", file.display()),
+                );
+            }
+        }
     }
 }
 
@@ -443,6 +471,31 @@ mod tests {
 
     const MINIMAL: &str =
         "[exporters.debug.console]\n[pipelines.traces]\nexporters = [\"debug/console\"]\n";
+
+    #[test]
+    fn receiver_tls_files_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        std::fs::write(&cert, "x").unwrap();
+        let text = format!(
+            "{MINIMAL}[receivers.otlp.grpc]\nendpoint = \"127.0.0.1:0\"\n\
+             [receivers.otlp.grpc.tls]\ncert_file = \"{}\"\nkey_file = \"/nonexistent/key.pem\"\n\
+             client_ca_file = \"{}\"\n",
+            cert.display(),
+            dir.path().display()
+        );
+        assert_eq!(
+            errors(&text),
+            [
+                "receivers.otlp.grpc.tls.key_file: file not found: \"/nonexistent/key.pem\""
+                    .to_owned(),
+                format!(
+                    "receivers.otlp.grpc.tls.client_ca_file: not a file: \"{}\"",
+                    dir.path().display()
+                ),
+            ]
+        );
+    }
 
     #[test]
     fn inflight_budget_must_hold_one_largest_request() {

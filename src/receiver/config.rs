@@ -2,6 +2,7 @@
 
 use serde::Deserialize;
 
+use super::tls::ServerTlsConfig;
 use crate::settings::units::{ByteSize, HumanDuration};
 
 /// `[receivers.otlp]`: the OTLP receiver.
@@ -70,7 +71,7 @@ pub struct GrpcConfig {
     /// `reason="evicted"`); only when every connection has a request in flight is the new one
     /// refused. Default `1000`. Must be greater than 0.
     pub max_connections: usize,
-    /// A new connection must send its first request head within this (first byte, protocol
+    /// A new connection must send its first request head within this (the TLS handshake, first byte, protocol
     /// detection, the HTTP/2 handshake and the headers), and a kept-alive connection its next
     /// one within this of the previous answer, or it is closed. Default `"10s"`.
     pub read_header_timeout: HumanDuration,
@@ -89,6 +90,9 @@ pub struct GrpcConfig {
     /// TCP keepalive probes after this long idle, so the kernel drops dead peers. `"0s"` turns
     /// them off. Default `"60s"`.
     pub tcp_keepalive: HumanDuration,
+    /// `[receivers.otlp.grpc.tls]`: serve TLS (ALPN `h2`) with this certificate, and with
+    /// `client_ca_file` require client certificates (mTLS). Default: none (plain text).
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for GrpcConfig {
@@ -105,6 +109,7 @@ impl Default for GrpcConfig {
             keepalive_time: HumanDuration::from_secs(30),
             keepalive_timeout: HumanDuration::from_secs(10),
             tcp_keepalive: HumanDuration::from_secs(60),
+            tls: None,
         }
     }
 }
@@ -130,7 +135,7 @@ pub struct HttpConfig {
     /// `reason="evicted"`); only when every connection has a request in flight is the new one
     /// refused. Default `1000`. Must be greater than 0.
     pub max_connections: usize,
-    /// A new connection must send its first request head within this (first byte, protocol
+    /// A new connection must send its first request head within this (the TLS handshake, first byte, protocol
     /// detection, the HTTP/2 handshake and the headers), and a kept-alive connection its next
     /// one within this of the previous answer, or it is closed. Default `"10s"`.
     pub read_header_timeout: HumanDuration,
@@ -149,6 +154,9 @@ pub struct HttpConfig {
     /// TCP keepalive probes after this long idle, so the kernel drops dead peers. `"0s"` turns
     /// them off. Default `"60s"`.
     pub tcp_keepalive: HumanDuration,
+    /// `[receivers.otlp.http.tls]`: serve TLS (ALPN `h2`, `http/1.1`) with this certificate, and with
+    /// `client_ca_file` require client certificates (mTLS). Default: none (plain text).
+    pub tls: Option<ServerTlsConfig>,
 }
 
 impl Default for HttpConfig {
@@ -165,6 +173,7 @@ impl Default for HttpConfig {
             keepalive_time: HumanDuration::from_secs(30),
             keepalive_timeout: HumanDuration::from_secs(10),
             tcp_keepalive: HumanDuration::from_secs(60),
+            tls: None,
         }
     }
 }

@@ -19,6 +19,13 @@ pub enum ReceiveError {
         #[source]
         source: io::Error,
     },
+    /// The TLS certificate, key or client CA cannot be used.
+    #[error("{transport} receiver TLS: {source}")]
+    Tls {
+        transport: &'static str,
+        #[source]
+        source: super::tls::TlsError,
+    },
     /// A limit that must be positive is zero (e.g. `max_connections`).
     #[error("{transport} receiver: {field} must be greater than 0")]
     ZeroLimit {

@@ -26,7 +26,9 @@ use http::header::{ALLOW, CONTENT_TYPE};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::Code;
 
 use super::body::{plain, ReplyBody};
@@ -36,6 +38,7 @@ use super::error::{ReceiveError, RequestError};
 use super::export::{ExportResponse, Intake, RequestMetrics, Verdict, GRPC};
 use super::server;
 use super::status;
+use super::tls::{self, PeerIdentity};
 use crate::model::Signal;
 use crate::pipeline::Ingest;
 use crate::telemetry::metrics::reason;
@@ -67,15 +70,22 @@ impl GrpcReceiver {
     /// # Errors
     /// [`ReceiveError::Bind`] when the address cannot be bound,
     /// [`ReceiveError::ZeroLimit`] when `max_connections` or
-    /// `max_concurrent_streams` is 0.
+    /// `max_concurrent_streams` is 0, [`ReceiveError::Tls`] when the `tls`
+    /// certificate or key cannot be used.
     pub async fn bind(
         config: &GrpcConfig,
         ingest: Ingest,
         retry_after: Duration,
         tenants: Option<Arc<Tenants>>,
     ) -> Result<Self, ReceiveError> {
-        let listener =
-            server::Listener::bind(GRPC, &config.endpoint, config.connection_limits()).await?;
+        let listener = server::Listener::bind(
+            GRPC,
+            &config.endpoint,
+            config.connection_limits(),
+            config.tls.as_ref(),
+            tls::ALPN_GRPC,
+        )
+        .await?;
         Ok(GrpcReceiver {
             listener,
             service: Arc::new(GrpcService {
@@ -104,29 +114,46 @@ impl GrpcReceiver {
             .max_concurrent_streams(limits.max_concurrent_streams)
             .keep_alive_interval(limits.keepalive_time)
             .keep_alive_timeout(limits.keepalive_timeout);
-        let service = self.service;
-        server::serve(
-            self.listener.listener,
-            limits,
-            GRPC,
-            shutdown,
-            move |io, state| {
+        let connector = Connector {
+            builder,
+            service: self.service,
+        };
+        server::serve(self.listener, GRPC, shutdown, connector).await;
+    }
+}
+
+/// Serves one connection with the shared HTTP/2 settings.
+struct Connector {
+    builder: hyper::server::conn::http2::Builder<TokioExecutor>,
+    service: Arc<GrpcService>,
+}
+
+impl server::Connect for Connector {
+    fn connect<I>(
+        &self,
+        io: TokioIo<I>,
+        state: Arc<server::ConnectionState>,
+        peer: Option<PeerIdentity>,
+    ) -> impl GracefulConnection<Error: std::fmt::Display + Send> + Send + 'static
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = self.service.clone();
+        self.builder.serve_connection(
+            io,
+            service_fn(move |mut request: Request<Incoming>| {
+                if let Some(peer) = &peer {
+                    request.extensions_mut().insert(peer.clone());
+                }
+                let in_flight = state.request_started();
                 let service = service.clone();
-                builder.serve_connection(
-                    io,
-                    service_fn(move |request| {
-                        let in_flight = state.request_started();
-                        let service = service.clone();
-                        async move {
-                            let response = service.handle(request).await;
-                            drop(in_flight);
-                            Ok::<_, Infallible>(response)
-                        }
-                    }),
-                )
-            },
+                async move {
+                    let response = service.handle(request).await;
+                    drop(in_flight);
+                    Ok::<_, Infallible>(response)
+                }
+            }),
         )
-        .await;
     }
 }
 

@@ -19,8 +19,10 @@ use http::header::{
 use http::{HeaderMap, HeaderValue, Method, Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulConnection;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::Code;
 
 use super::body::{plain, ReplyBody};
@@ -31,6 +33,7 @@ use super::export::{ExportResponse, Intake, RequestMetrics, Verdict, HTTP};
 use super::json;
 use super::server;
 use super::status;
+use super::tls::{self, PeerIdentity};
 use crate::model::Signal;
 use crate::pipeline::Ingest;
 use crate::telemetry::metrics::reason;
@@ -52,15 +55,22 @@ impl HttpReceiver {
     /// # Errors
     /// [`ReceiveError::Bind`] when the address cannot be bound,
     /// [`ReceiveError::ZeroLimit`] when `max_connections` or
-    /// `max_concurrent_streams` is 0.
+    /// `max_concurrent_streams` is 0, [`ReceiveError::Tls`] when the `tls`
+    /// certificate or key cannot be used.
     pub async fn bind(
         config: &HttpConfig,
         ingest: Ingest,
         retry_after: Duration,
         tenants: Option<Arc<Tenants>>,
     ) -> Result<Self, ReceiveError> {
-        let listener =
-            server::Listener::bind(HTTP, &config.endpoint, config.connection_limits()).await?;
+        let listener = server::Listener::bind(
+            HTTP,
+            &config.endpoint,
+            config.connection_limits(),
+            config.tls.as_ref(),
+            tls::ALPN_HTTP,
+        )
+        .await?;
         Ok(HttpReceiver {
             listener,
             service: Arc::new(HttpService {
@@ -94,31 +104,48 @@ impl HttpReceiver {
             .max_concurrent_streams(limits.max_concurrent_streams)
             .keep_alive_interval(limits.keepalive_time)
             .keep_alive_timeout(limits.keepalive_timeout);
-        let service = self.service;
-        server::serve(
-            self.listener.listener,
-            limits,
-            HTTP,
-            shutdown,
-            move |io, state| {
-                let service = service.clone();
-                builder
-                    .serve_connection(
-                        io,
-                        service_fn(move |request| {
-                            let in_flight = state.request_started();
-                            let service = service.clone();
-                            async move {
-                                let response = service.handle(request).await;
-                                drop(in_flight);
-                                Ok::<_, Infallible>(response)
-                            }
-                        }),
-                    )
-                    .into_owned()
-            },
-        )
-        .await;
+        let connector = Connector {
+            builder,
+            service: self.service,
+        };
+        server::serve(self.listener, HTTP, shutdown, connector).await;
+    }
+}
+
+/// Serves one connection with the shared HTTP/1.1 and HTTP/2 settings.
+struct Connector {
+    builder: auto::Builder<TokioExecutor>,
+    service: Arc<HttpService>,
+}
+
+impl server::Connect for Connector {
+    fn connect<I>(
+        &self,
+        io: TokioIo<I>,
+        state: Arc<server::ConnectionState>,
+        peer: Option<PeerIdentity>,
+    ) -> impl GracefulConnection<Error: std::fmt::Display + Send> + Send + 'static
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let service = self.service.clone();
+        self.builder
+            .serve_connection(
+                io,
+                service_fn(move |mut request: Request<Incoming>| {
+                    if let Some(peer) = &peer {
+                        request.extensions_mut().insert(peer.clone());
+                    }
+                    let in_flight = state.request_started();
+                    let service = service.clone();
+                    async move {
+                        let response = service.handle(request).await;
+                        drop(in_flight);
+                        Ok::<_, Infallible>(response)
+                    }
+                }),
+            )
+            .into_owned()
     }
 }
 

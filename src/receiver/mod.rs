@@ -12,6 +12,13 @@
 //! room) and in time (`read_header_timeout`, `read_timeout`, `idle_timeout`,
 //! HTTP/2 and TCP keepalive); see [`server`].
 //!
+//! # TLS
+//! With a `tls` table a receiver serves TLS only (see [`tls`]): the handshake
+//! counts against `read_header_timeout`, a failed one is counted
+//! (`reason="tls_handshake"`), and with `client_ca_file` the verified client
+//! certificate's subject CN reaches the handlers as a [`PeerIdentity`] in the
+//! request extensions. Certificates are reloaded when their files change.
+//!
 //! # Backpressure
 //! When the pipeline refuses a batch ([`Refused`](crate::pipeline::Refused)),
 //! the client is told to retry: gRPC `UNAVAILABLE` with a
@@ -40,7 +47,9 @@ pub mod http;
 pub mod json;
 pub mod server;
 mod status;
+pub mod tls;
 
 pub use error::{ReceiveError, RequestError};
 pub use grpc::GrpcReceiver;
 pub use http::HttpReceiver;
+pub use tls::{PeerIdentity, ServerTlsConfig};

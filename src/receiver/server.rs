@@ -13,6 +13,11 @@
 //!   idle the longest is closed to make room. Only when every connection has
 //!   a request in flight is the new one refused (closed at once).
 //!
+//! - With TLS, the handshake runs on the connection's own task and is part of
+//!   the first `read_header_timeout`; a connection still handshaking counts
+//!   against `max_connections` (and is idle, so it is the first evicted). A
+//!   failed handshake is counted as `reason="tls_handshake"`.
+//!
 //! Every close is counted by reason on
 //! `otlp_gateway_receiver_connections_closed_total`, and the open
 //! connections on `otlp_gateway_receiver_connections`.
@@ -34,6 +39,7 @@ use std::time::Duration;
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulConnection;
 use metrics::{counter, gauge};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
@@ -43,6 +49,7 @@ use tracing::{debug, warn};
 
 use super::config::ConnectionLimits;
 use super::error::ReceiveError;
+use super::tls::{self, PeerIdentity, ServerTlsConfig, TlsServer};
 use crate::telemetry::metrics::{RECEIVER_CONNECTIONS, RECEIVER_CONNECTIONS_CLOSED};
 
 /// A bound listener with the connection settings both receivers share.
@@ -51,18 +58,24 @@ pub struct Listener {
     pub listener: TcpListener,
     pub local_addr: SocketAddr,
     pub limits: ConnectionLimits,
+    /// `None`: plain text.
+    pub tls: Option<Arc<TlsServer>>,
 }
 
 impl Listener {
-    /// Binds `endpoint` (`host:port`; host names resolve) after checking the limits.
+    /// Binds `endpoint` (`host:port`; host names resolve) after checking the limits and, with
+    /// `tls`, loading its certificate and key (offering `alpn`).
     ///
     /// # Errors
-    /// [`ReceiveError::ZeroLimit`] when a limit is 0, [`ReceiveError::Bind`]
+    /// [`ReceiveError::ZeroLimit`] when a limit is 0, [`ReceiveError::Tls`] when
+    /// a TLS file is missing or unusable, [`ReceiveError::Bind`]
     /// when the address is taken, not local or does not resolve.
     pub async fn bind(
         transport: &'static str,
         endpoint: &str,
         limits: ConnectionLimits,
+        tls: Option<&ServerTlsConfig>,
+        alpn: &'static [&'static [u8]],
     ) -> Result<Self, ReceiveError> {
         let zero = |field| ReceiveError::ZeroLimit { transport, field };
         if limits.max_connections == 0 {
@@ -81,6 +94,11 @@ impl Listener {
                 return Err(zero(field));
             }
         }
+        let tls = tls
+            .map(|settings| TlsServer::load(transport, settings, alpn))
+            .transpose()
+            .map_err(|source| ReceiveError::Tls { transport, source })?
+            .map(Arc::new);
         let bind_error = |source| ReceiveError::Bind {
             endpoint: endpoint.to_owned(),
             source,
@@ -91,6 +109,7 @@ impl Listener {
             listener,
             local_addr,
             limits,
+            tls,
         })
     }
 }
@@ -113,6 +132,8 @@ mod closed {
     pub const SHUTDOWN: &str = "shutdown";
     /// Still open when the shutdown grace ran out, closed.
     pub const SHUTDOWN_FORCED: &str = "shutdown_forced";
+    /// The TLS handshake failed (plain text on a TLS port, certificate refused).
+    pub const TLS_HANDSHAKE: &str = "tls_handshake";
 }
 
 /// How long a connection told to finish (idle, evicted) may take before it is dropped.
@@ -276,19 +297,42 @@ impl From<CancellationToken> for Shutdown {
     }
 }
 
+/// Serves the connections of a receiver: builds the HTTP connection on a
+/// client's stream (plain TCP, or TLS after the handshake).
+pub trait Connect: Send + Sync + 'static {
+    /// The connection serving `io`, whose requests mark themselves on `state`; `peer` is the
+    /// verified client certificate's identity (mTLS only), to put in each request's extensions.
+    fn connect<I>(
+        &self,
+        io: TokioIo<I>,
+        state: Arc<ConnectionState>,
+        peer: Option<PeerIdentity>,
+    ) -> impl GracefulConnection<Error: Display + Send> + Send + 'static
+    where
+        I: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+}
+
 /// Accepts connections until `shutdown`, serving each with `connect`, which
-/// gets the connection's [`ConnectionState`] to mark its requests.
-pub async fn serve<F, C>(
-    listener: TcpListener,
-    limits: ConnectionLimits,
+/// gets the connection's [`ConnectionState`] to mark its requests. With TLS,
+/// the certificate files are watched for changes meanwhile.
+pub async fn serve<C: Connect>(
+    listener: Listener,
     transport: &'static str,
     shutdown: Shutdown,
-    mut connect: F,
-) where
-    F: FnMut(TokioIo<TcpStream>, Arc<ConnectionState>) -> C,
-    C: GracefulConnection + Send + 'static,
-    C::Error: Display + Send,
-{
+    connect: C,
+) {
+    let Listener {
+        listener,
+        limits,
+        tls,
+        ..
+    } = listener;
+    let connect = Arc::new(connect);
+    let stop_watching = CancellationToken::new();
+    if let Some(tls) = &tls {
+        tokio::spawn(tls.clone().watch(stop_watching.clone()));
+    }
+    let _stop_watching = stop_watching.drop_guard();
     let registry = Arc::new(Registry::default());
     let mut connections = JoinSet::new();
     loop {
@@ -314,15 +358,36 @@ pub async fn serve<F, C>(
         let state = Arc::new(ConnectionState::new());
         let id = registry.insert(state.clone());
         gauge!(RECEIVER_CONNECTIONS, "transport" => transport).set(registry.len() as f64);
-        let connection = connect(TokioIo::new(stream), state.clone());
         let registry = registry.clone();
         let token = shutdown.token.clone();
-        connections.spawn(async move {
-            let why = drive(connection, &state, &limits, &token).await;
+        let on_closed = move |why| {
             registry.remove(id);
             gauge!(RECEIVER_CONNECTIONS, "transport" => transport).set(registry.len() as f64);
             count_closed(transport, why);
-        });
+        };
+        match &tls {
+            None => {
+                let connection = connect.connect(TokioIo::new(stream), state.clone(), None);
+                connections.spawn(async move {
+                    on_closed(drive(connection, &state, &limits, &token).await);
+                });
+            }
+            Some(tls) => {
+                let acceptor = tls.acceptor();
+                let connect = connect.clone();
+                connections.spawn(async move {
+                    let why = match handshake(acceptor, stream, &state, &limits, &token).await {
+                        Ok((stream, peer)) => {
+                            let connection =
+                                connect.connect(TokioIo::new(stream), state.clone(), peer);
+                            drive(connection, &state, &limits, &token).await
+                        }
+                        Err(why) => why,
+                    };
+                    on_closed(why);
+                });
+            }
+        }
     }
     drop(listener);
     // Every connection task sees the token and tells its connection to finish.
@@ -344,6 +409,37 @@ pub async fn serve<F, C>(
     }
     gauge!(RECEIVER_CONNECTIONS, "transport" => transport).set(0.0);
     debug!(transport, "Receiver stopped.");
+}
+
+/// The TLS handshake of a new connection, within the first `read_header_timeout` (the
+/// request head must then come within what is left of it). Cut short by the shutdown and by
+/// eviction; the error is why the connection ends.
+async fn handshake(
+    acceptor: tokio_rustls::TlsAcceptor,
+    stream: TcpStream,
+    state: &ConnectionState,
+    limits: &ConnectionLimits,
+    shutdown: &CancellationToken,
+) -> Result<
+    (
+        tokio_rustls::server::TlsStream<TcpStream>,
+        Option<PeerIdentity>,
+    ),
+    &'static str,
+> {
+    let deadline = state.epoch + limits.read_header_timeout;
+    tokio::select! {
+        result = tokio::time::timeout_at(deadline, tls::handshake(acceptor, stream)) => match result {
+            Ok(Ok(done)) => Ok(done),
+            Ok(Err(error)) => {
+                debug!(%error, "TLS handshake failed.");
+                Err(closed::TLS_HANDSHAKE)
+            }
+            Err(_) => Err(closed::HEADER_TIMEOUT),
+        },
+        () = shutdown.cancelled() => Err(closed::SHUTDOWN),
+        () = state.close.notified() => Err(closed::EVICTED),
+    }
 }
 
 fn count_closed(transport: &'static str, why: &'static str) {

@@ -29,8 +29,12 @@ pub const RECEIVER_INFLIGHT_CAPACITY: &str = "otlp_gateway_receiver_inflight_cap
 /// Open client connections, by `transport`.
 pub const RECEIVER_CONNECTIONS: &str = "otlp_gateway_receiver_connections";
 /// Client connections closed, by `transport` and `reason` (`client`, `error`,
-/// `header_timeout`, `idle_timeout`, `evicted`, `limit`, `shutdown`, `shutdown_forced`).
+/// `header_timeout`, `idle_timeout`, `evicted`, `limit`, `shutdown`, `shutdown_forced`,
+/// `tls_handshake`).
 pub const RECEIVER_CONNECTIONS_CLOSED: &str = "otlp_gateway_receiver_connections_closed_total";
+/// Failed reloads of a receiver's TLS certificate, key or client CA, by `transport`
+/// (the previous certificate stays in use).
+pub const RECEIVER_TLS_RELOAD_ERRORS: &str = "otlp_gateway_receiver_tls_reload_errors_total";
 
 // --- pipeline stages ---
 pub const STAGE_ITEMS_IN: &str = "otlp_gateway_stage_items_in_total";
@@ -151,6 +155,10 @@ pub fn describe() {
     describe_counter!(
         RECEIVER_CONNECTIONS_CLOSED,
         "Client connections closed, by reason."
+    );
+    describe_counter!(
+        RECEIVER_TLS_RELOAD_ERRORS,
+        "Failed reloads of a receiver TLS certificate, key or client CA (the previous one stays in use)."
     );
     describe_counter!(
         STAGE_ITEMS_DROPPED,
