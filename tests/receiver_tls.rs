@@ -18,6 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulConnection;
+use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use otlp_gateway::config;
 use otlp_gateway::model::Signal;
@@ -181,20 +182,37 @@ async fn start(fake: &FakeOtlp, tls: &str) -> Gateway {
 
 /// One OTLP/gRPC export of `spans` spans over TLS; the error text on failure.
 async fn grpc_export(addr: SocketAddr, tls: ClientTlsConfig, spans: usize) -> Result<(), String> {
+    grpc_export_with(addr, tls, &[], spans)
+        .await
+        .map_err(|status| format!("export: {status:?}"))
+}
+
+/// [`grpc_export`] with request `metadata`; the gRPC status on failure.
+async fn grpc_export_with(
+    addr: SocketAddr,
+    tls: ClientTlsConfig,
+    metadata: &[(&'static str, &str)],
+    spans: usize,
+) -> Result<(), tonic::Status> {
     let channel = Channel::from_shared(format!("https://{addr}"))
-        .map_err(|e| e.to_string())?
+        .map_err(|e| tonic::Status::unknown(e.to_string()))?
         .tls_config(tls)
-        .map_err(|e| e.to_string())?
+        .map_err(|e| tonic::Status::unknown(e.to_string()))?
         .connect_timeout(WAIT)
         .timeout(WAIT)
         .connect()
         .await
-        .map_err(|e| format!("connect: {e:?}"))?;
+        .map_err(|e| tonic::Status::unknown(format!("connect: {e:?}")))?;
+    let mut request = tonic::Request::new(testkit::trace_request(7, spans));
+    for (name, value) in metadata {
+        request
+            .metadata_mut()
+            .insert(*name, value.parse().expect("metadata value"));
+    }
     TraceServiceClient::new(channel)
-        .export(testkit::trace_request(7, spans))
+        .export(request)
         .await
         .map(drop)
-        .map_err(|status| format!("export: {status:?}"))
 }
 
 /// One OTLP/HTTP protobuf export of `spans` spans over TLS with `client`; the status and
@@ -203,6 +221,17 @@ async fn http_export(
     client: rustls::ClientConfig,
     http1_only: bool,
     addr: SocketAddr,
+    spans: usize,
+) -> Result<(StatusCode, Version), String> {
+    http_export_with(client, http1_only, addr, &[], spans).await
+}
+
+/// [`http_export`] with request `headers`.
+async fn http_export_with(
+    client: rustls::ClientConfig,
+    http1_only: bool,
+    addr: SocketAddr,
+    headers: &[(&'static str, &str)],
     spans: usize,
 ) -> Result<(StatusCode, Version), String> {
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
@@ -214,10 +243,14 @@ async fn http_export(
         builder.enable_all_versions().build()
     };
     let client = Client::builder(TokioExecutor::new()).build(connector);
-    let request = Request::builder()
+    let mut request = Request::builder()
         .method(Method::POST)
         .uri(format!("https://localhost:{}/v1/traces", addr.port()))
-        .header("content-type", "application/x-protobuf")
+        .header("content-type", "application/x-protobuf");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
         .body(Full::new(testkit::encoded_traces(8, spans)))
         .expect("request");
     let response = tokio::time::timeout(WAIT, client.request(request))
@@ -577,4 +610,186 @@ async fn the_verified_client_cn_reaches_the_request() {
         .await
         .expect("stops in time")
         .expect("serve task");
+}
+
+// --- tenants over TLS ---
+
+const ACME_TOKEN: &str = "acme-token-over-tls-0123456789";
+const GLOBEX_TOKEN: &str = "globex-token-over-tls-0123456789";
+
+/// A gateway with TLS on both receivers (`mtls`: client certificates
+/// required), authentication by a tokens file and by the client certificate
+/// `acme-prod`, and an exporter that sends each batch's tenant as `X-Scope-OrgID`.
+async fn start_tenanted(pki: &Pki, fake: &FakeOtlp, mtls: bool) -> Gateway {
+    let tokens = pki.path("tokens");
+    std::fs::write(
+        &tokens,
+        format!("acme {ACME_TOKEN}\nglobex {GLOBEX_TOKEN}\n"),
+    )
+    .expect("tokens file");
+    let exporter = gateway::otlp_exporter(&fake.grpc_url(), "grpc", 1000).replacen(
+        "compression = \"none\"\n",
+        "compression = \"none\"\ntenant_header = \"X-Scope-OrgID\"\n",
+        1,
+    );
+    gateway::start(&format!(
+        "{exporter}\n[pipelines.traces]\nexporters = [\"otlp/down\"]\n{}{}\
+         [tenancy]\n[tenancy.auth]\ntokens_file = \"{}\"\n\
+         [tenants.acme]\nclient_subjects = [\"acme-prod\"]\n[tenants.globex]\n",
+        pki.tls_table("grpc", mtls, "1m"),
+        pki.tls_table("http", mtls, "1m"),
+        tokens.display(),
+    ))
+    .await
+}
+
+/// The `X-Scope-OrgID` of every accepted request, one per span.
+fn tenants_of(fake: &FakeOtlp) -> Vec<String> {
+    fake.requests()
+        .into_iter()
+        .filter(|r| r.accepted())
+        .flat_map(|r| {
+            let tenant = r.header("x-scope-orgid").unwrap_or("").to_owned();
+            std::iter::repeat_n(tenant, r.payload.items() as usize)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn tenant_authentication_over_tls_answers_as_over_plain_text() {
+    let pki = Pki::new();
+    let fake = FakeOtlp::start().await;
+    let gw = start_tenanted(&pki, &fake, false).await;
+    let (grpc, http) = (gw.grpc_addr().unwrap(), gw.http_addr().unwrap());
+    let acme = format!("Bearer {ACME_TOKEN}");
+
+    let code = |r: Result<(), tonic::Status>| r.err().map_or(tonic::Code::Ok, |s| s.code());
+    assert_eq!(
+        code(grpc_export_with(grpc, pki.tonic_tls(false), &[], 1).await),
+        tonic::Code::Unauthenticated
+    );
+    let wrong = [("authorization", "Bearer not-anybody-s-token-at-all")];
+    assert_eq!(
+        code(grpc_export_with(grpc, pki.tonic_tls(false), &wrong, 1).await),
+        tonic::Code::Unauthenticated
+    );
+    let spoof = [("authorization", acme.as_str()), ("x-tenant-id", "globex")];
+    assert_eq!(
+        code(grpc_export_with(grpc, pki.tonic_tls(false), &spoof, 1).await),
+        tonic::Code::PermissionDenied
+    );
+    let own = [("authorization", acme.as_str())];
+    assert_eq!(
+        code(grpc_export_with(grpc, pki.tonic_tls(false), &own, 2).await),
+        tonic::Code::Ok
+    );
+
+    let status = |r: Result<(StatusCode, Version), String>| r.expect("answer").0;
+    let client = || pki.client_config(false, &[]);
+    assert_eq!(
+        status(http_export_with(client(), false, http, &[], 1).await),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(http_export_with(client(), true, http, &wrong, 1).await),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        status(http_export_with(client(), false, http, &spoof, 1).await),
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        status(http_export_with(client(), true, http, &own, 3).await),
+        StatusCode::OK
+    );
+
+    // The OpenTelemetry SDK's gRPC exporter over TLS, with and without the token.
+    let sdk = |token: Option<&str>| {
+        let mut metadata = tonic::metadata::MetadataMap::new();
+        if let Some(token) = token {
+            metadata.insert(
+                "authorization",
+                format!("Bearer {token}").parse().expect("metadata"),
+            );
+        }
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_tonic()
+            .with_endpoint(format!("https://localhost:{}", grpc.port()))
+            .with_tls_config(pki.tonic_tls(false))
+            .with_metadata(metadata)
+            .build()
+            .expect("SDK exporter")
+    };
+    let span = |i: u64| opentelemetry_sdk::trace::SpanData {
+        span_context: opentelemetry::trace::SpanContext::new(
+            opentelemetry::trace::TraceId::from_bytes((u128::from(i) + 1).to_be_bytes()),
+            opentelemetry::trace::SpanId::from_bytes((i + 1).to_be_bytes()),
+            opentelemetry::trace::TraceFlags::SAMPLED,
+            false,
+            Default::default(),
+        ),
+        parent_span_id: opentelemetry::trace::SpanId::INVALID,
+        parent_span_is_remote: false,
+        span_kind: opentelemetry::trace::SpanKind::Internal,
+        name: "over tls".into(),
+        start_time: std::time::SystemTime::now(),
+        end_time: std::time::SystemTime::now(),
+        attributes: vec![],
+        dropped_attributes_count: 0,
+        events: Default::default(),
+        links: Default::default(),
+        status: opentelemetry::trace::Status::Unset,
+        instrumentation_scope: Default::default(),
+    };
+    use opentelemetry_sdk::trace::SpanExporter as _;
+    sdk(Some(GLOBEX_TOKEN))
+        .export(vec![span(1), span(2), span(3), span(4)])
+        .await
+        .expect("the SDK with globex's token is accepted over TLS");
+    assert!(
+        sdk(None).export(vec![span(5)]).await.is_err(),
+        "the SDK without a token is refused over TLS"
+    );
+
+    fake.wait_for_items(Signal::Traces, 2 + 3 + 4).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut tenants = tenants_of(&fake);
+    tenants.sort();
+    let expected: Vec<String> = std::iter::repeat_n("acme".to_owned(), 5)
+        .chain(std::iter::repeat_n("globex".to_owned(), 4))
+        .collect();
+    assert_eq!(tenants, expected);
+    assert!(gw.shutdown().await);
+}
+
+#[tokio::test]
+async fn a_client_certificate_subject_is_its_tenant() {
+    let pki = Pki::new();
+    let fake = FakeOtlp::start().await;
+    let gw = start_tenanted(&pki, &fake, true).await;
+    let (grpc, http) = (gw.grpc_addr().unwrap(), gw.http_addr().unwrap());
+
+    // The certificate alone authenticates acme-prod as tenant acme.
+    grpc_export_with(grpc, pki.tonic_tls(true), &[], 2)
+        .await
+        .expect("certificate is a credential");
+    let answer = http_export_with(pki.client_config(true, &[]), false, http, &[], 3).await;
+    assert_eq!(answer.expect("answer").0, StatusCode::OK);
+
+    // Labelling its data as another tenant, or adding another tenant's token, is denied.
+    let spoof = [("x-tenant-id", "globex")];
+    let denied = grpc_export_with(grpc, pki.tonic_tls(true), &spoof, 1).await;
+    assert_eq!(
+        denied.err().map(|s| s.code()),
+        Some(tonic::Code::PermissionDenied)
+    );
+    let globex = format!("Bearer {GLOBEX_TOKEN}");
+    let two = [("authorization", globex.as_str())];
+    let answer = http_export_with(pki.client_config(true, &[]), false, http, &two, 1).await;
+    assert_eq!(answer.expect("answer").0, StatusCode::FORBIDDEN);
+
+    fake.wait_for_items(Signal::Traces, 5).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(tenants_of(&fake), vec!["acme".to_owned(); 5]);
+    assert!(gw.shutdown().await);
 }

@@ -240,7 +240,10 @@ impl GrpcService {
         request: Request<Incoming>,
         metrics: &RequestMetrics,
     ) -> Result<Verdict, RequestError> {
-        let caller = self.intake.identify(request.headers(), None)?;
+        let peer = request.extensions().get::<PeerIdentity>();
+        let caller = self
+            .intake
+            .identify(request.headers(), peer.map(|p| &*p.subject_cn))?;
         let compression =
             Compression::from_header(GRPC_ENCODING, request.headers().get(GRPC_ENCODING))?;
         let limit = self.max_request_bytes.saturating_add(FRAME_HEADER);

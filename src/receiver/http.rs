@@ -275,7 +275,10 @@ impl HttpService {
         metrics: &RequestMetrics,
     ) -> Result<Verdict, RequestError> {
         let headers = request.headers();
-        let caller = self.intake.identify(headers, None)?;
+        let peer = request.extensions().get::<PeerIdentity>();
+        let caller = self
+            .intake
+            .identify(headers, peer.map(|p| &*p.subject_cn))?;
         let compression =
             Compression::from_header("Content-Encoding", headers.get(CONTENT_ENCODING))?;
         let declared = headers
