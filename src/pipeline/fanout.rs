@@ -189,15 +189,19 @@ impl FanOut {
     }
 
     /// The targets a batch of `context` goes to.
-    fn targets_for(&self, context: &Context) -> Vec<&Target> {
-        match &self.routing {
-            None => self.targets.iter().collect(),
-            Some(routing) => routing
-                .targets_of(context.route.as_deref())
-                .iter()
-                .filter_map(|&i| self.targets.get(i))
-                .collect(),
-        }
+    fn targets_for<'a>(&'a self, context: &Context) -> impl Iterator<Item = &'a Target> + 'a {
+        let chosen = self
+            .routing
+            .as_ref()
+            .map(|routing| routing.targets_of(context.route.as_deref()));
+        let (all, some) = match chosen {
+            None => (Some(self.targets.iter()), None),
+            Some(indices) => (
+                None,
+                Some(indices.iter().filter_map(|&i| self.targets.get(i))),
+            ),
+        };
+        all.into_iter().flatten().chain(some.into_iter().flatten())
     }
 
     /// Hands `envelope` to every target that has room, without waiting.
@@ -206,31 +210,36 @@ impl FanOut {
     /// [`Full`], with the envelope, when no target had room (nothing was sent).
     pub fn admit(&self, envelope: Envelope) -> Result<(), Full> {
         let items = envelope.items();
-        let targets = self.targets_for(&envelope.context);
-        if items == 0 || targets.is_empty() {
+        if items == 0 {
             return Ok(());
         }
         // A slot is room in both the target's item budget and its channel,
         // taken together before anything is sent, so a target counted as
         // having room really gets the batch.
-        let mut slots: Vec<_> = targets
-            .iter()
+        let mut slots: Vec<_> = self
+            .targets_for(&envelope.context)
             .map(|t| {
-                let permit = t.tx.try_reserve().ok()?;
-                let reservation = t.try_reserve(&envelope.context, items)?;
-                Some((permit, reservation))
+                let slot = t.tx.try_reserve().ok().and_then(|permit| {
+                    let reservation = t.try_reserve(&envelope.context, items)?;
+                    Some((permit, reservation))
+                });
+                (t, slot)
             })
             .collect();
-        let Some(last) = slots.iter().rposition(Option::is_some) else {
+        if slots.is_empty() {
+            return Ok(());
+        }
+        let Some(last) = slots.iter().rposition(|(_, slot)| slot.is_some()) else {
             return Err(Full(envelope));
         };
-        for (i, (target, slot)) in targets.iter().zip(slots.iter_mut()).enumerate() {
-            match slot.take() {
+        for i in 0..slots.len() {
+            let target = slots[i].0;
+            match slots[i].1.take() {
                 // The last admitting target takes the envelope itself, the others a handle copy.
                 Some((permit, reservation)) if i == last => {
                     permit.send(QueuedBatch::new(envelope, reservation));
                     // Targets after the last admitting one are full.
-                    for target in &targets[i + 1..] {
+                    for (target, _) in &slots[i + 1..] {
                         self.full(target, items);
                     }
                     return Ok(());
