@@ -1,6 +1,7 @@
 //! The batch context reaches the backend: the OTLP exporter forwards each
 //! batch's tenant in its `tenant_header` (e.g. `X-Scope-OrgID`), over gRPC
-//! metadata and HTTP headers, and sends no such header for a batch without one.
+//! metadata and HTTP headers, and sends no such header for a batch without one;
+//! `headers` values with `{tenant}` are filled in per batch.
 
 mod support;
 
@@ -14,7 +15,8 @@ use support::fake_otlp::FakeOtlp;
 
 fn exporter(endpoint: &str, protocol: &str) -> OtlpExporter {
     let toml = format!(
-        "endpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\ncompression = \"none\"\ntenant_header = \"X-Scope-OrgID\"\n"
+        "endpoint = \"{endpoint}\"\nprotocol = \"{protocol}\"\ncompression = \"none\"\ntenant_header = \"X-Scope-OrgID\"\n\
+         [headers]\nx-api-key = \"key-{{tenant}}-ingest\"\nx-static = \"always\"\n"
     );
     let config: OtlpExporterConfig = toml::from_str(&toml).expect("exporter config");
     OtlpExporter::build("otlp/tenant", &config).expect("exporter builds")
@@ -37,6 +39,12 @@ async fn the_tenant_of_the_context_is_sent_in_the_tenant_header() {
             .expect("delivered");
         let received = fake.next_request().await;
         assert_eq!(received.header("x-scope-orgid"), Some("acme"), "{protocol}");
+        assert_eq!(
+            received.header("x-api-key"),
+            Some("key-acme-ingest"),
+            "{protocol}"
+        );
+        assert_eq!(received.header("x-static"), Some("always"), "{protocol}");
 
         let mut request =
             Exporter::encode(&exporter, &batch, &Context::default()).expect("encodes");
@@ -49,6 +57,8 @@ async fn the_tenant_of_the_context_is_sent_in_the_tenant_header() {
             None,
             "{protocol}: no tenant, no header"
         );
+        assert_eq!(received.header("x-api-key"), None, "{protocol}");
+        assert_eq!(received.header("x-static"), Some("always"), "{protocol}");
     }
 }
 

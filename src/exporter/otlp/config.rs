@@ -61,7 +61,9 @@ pub struct OtlpExporterConfig {
     #[serde(default = "default_compression")]
     pub compression: Compression,
     /// Extra request headers (gRPC metadata), e.g. `{ "x-api-key" = "${API_KEY}" }`. Default none.
-    /// Names and values must be valid HTTP; values are never printed by `check-config`.
+    /// Names and values must be valid HTTP; values are never printed by `check-config`. A value
+    /// with `{tenant}` is filled in with each batch's tenant (`"Bearer {tenant}-ingest"`), and
+    /// left out for batches without one.
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     /// Header (gRPC metadata) that carries each batch's tenant, e.g. `"X-Scope-OrgID"` for

@@ -136,7 +136,7 @@ impl GrpcTransport {
         &self,
         signal: Signal,
         body: Bytes,
-        tenant: Option<(&HeaderName, &HeaderValue)>,
+        tenant: &[(HeaderName, HeaderValue)],
     ) -> Result<ExportOutcome, ExportError> {
         match signal {
             Signal::Traces => {
@@ -158,14 +158,14 @@ impl GrpcTransport {
         &self,
         signal: Signal,
         body: Bytes,
-        tenant: Option<(&HeaderName, &HeaderValue)>,
+        tenant: &[(HeaderName, HeaderValue)],
     ) -> Result<ExportOutcome, ExportError> {
         let mut request = Request::new(tonic::body::Body::new(Full::new(body)));
         *request.method_mut() = Method::POST;
         // A path only: the channel fills in scheme and authority.
         *request.uri_mut() = Uri::from_static(signal.grpc_path());
         *request.headers_mut() = self.headers.clone();
-        if let Some((name, value)) = tenant {
+        for (name, value) in tenant {
             request.headers_mut().insert(name, value.clone());
         }
 

@@ -140,13 +140,13 @@ impl HttpTransport {
         &self,
         signal: Signal,
         body: Bytes,
-        tenant: Option<(&HeaderName, &HeaderValue)>,
+        tenant: &[(HeaderName, HeaderValue)],
     ) -> Result<ExportOutcome, ExportError> {
         let mut request = Request::new(Full::new(body));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uris[signal_index(signal)].clone();
         *request.headers_mut() = self.headers.clone();
-        if let Some((name, value)) = tenant {
+        for (name, value) in tenant {
             request.headers_mut().insert(name, value.clone());
         }
 

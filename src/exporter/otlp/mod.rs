@@ -89,7 +89,12 @@ pub struct OtlpExporter {
     transport: Transport,
     /// Where each batch's tenant goes (`tenant_header`), lower-cased.
     tenant_header: Option<HeaderName>,
+    /// `headers` whose value names `{tenant}`, filled in per batch.
+    tenant_templates: Vec<(HeaderName, String)>,
 }
+
+/// The placeholder for a batch's tenant in a `headers` value.
+pub const TENANT_PLACEHOLDER: &str = "{tenant}";
 
 /// Boxed: the clients are a few hundred bytes, and `Exporter` holds this by value.
 #[derive(Debug)]
@@ -137,6 +142,7 @@ impl OtlpExporter {
             id: id.to_owned(),
             transport,
             tenant_header,
+            tenant_templates: tenant_templates(config)?,
         })
     }
 
@@ -162,8 +168,8 @@ pub struct OtlpRequest {
     signal: Signal,
     body: Bytes,
     items: u64,
-    /// The `tenant_header` and its value, when the batch has a tenant.
-    tenant: Option<(HeaderName, HeaderValue)>,
+    /// The `tenant_header` and the `{tenant}` headers with their values, when the batch has a tenant.
+    tenant: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl Exporter for OtlpExporter {
@@ -177,17 +183,25 @@ impl Exporter for OtlpExporter {
         .map_err(|e| ExportError::Permanent {
             reason: format!("compressing the request: {e}").into(),
         })?;
-        let tenant = match (&self.tenant_header, context.tenant()) {
-            (Some(name), Some(tenant)) => {
+        let mut tenant = Vec::new();
+        if let Some(id) = context.tenant() {
+            let value = |text: &str| {
                 let mut value =
-                    HeaderValue::from_str(tenant).map_err(|_| ExportError::Permanent {
+                    HeaderValue::from_str(text).map_err(|_| ExportError::Permanent {
                         reason: "the tenant id is not a valid header value".into(),
                     })?;
                 value.set_sensitive(false);
-                Some((name.clone(), value))
+                Ok::<_, ExportError>(value)
+            };
+            if let Some(name) = &self.tenant_header {
+                tenant.push((name.clone(), value(id)?));
             }
-            _ => None,
-        };
+            for (name, template) in &self.tenant_templates {
+                let mut filled = value(&template.replace(TENANT_PLACEHOLDER, id))?;
+                filled.set_sensitive(true);
+                tenant.push((name.clone(), filled));
+            }
+        }
         Ok(OtlpRequest {
             signal: batch.signal(),
             body,
@@ -200,7 +214,7 @@ impl Exporter for OtlpExporter {
         if request.items == 0 {
             return Ok(ExportOutcome::default());
         }
-        let tenant = request.tenant.as_ref().map(|(n, v)| (n, v));
+        let tenant = request.tenant.as_slice();
         let result = match &self.transport {
             Transport::Grpc(t) => t.send(request.signal, request.body.clone(), tenant).await,
             Transport::Http(t) => t.send(request.signal, request.body.clone(), tenant).await,
@@ -266,9 +280,37 @@ pub(crate) fn check_header_name(
 }
 
 /// `headers` as a header map, names lower-cased (gRPC metadata requires it).
+/// The `headers` whose value names the batch's tenant (`{tenant}`), checked
+/// with a sample tenant id.
+fn tenant_templates(
+    config: &OtlpExporterConfig,
+) -> Result<Vec<(HeaderName, String)>, OtlpBuildError> {
+    let mut templates = Vec::new();
+    for (name, value) in config
+        .headers
+        .iter()
+        .filter(|(_, v)| v.contains(TENANT_PLACEHOLDER))
+    {
+        let invalid = |reason: &'static str| OtlpBuildError::Header {
+            name: name.clone(),
+            reason: reason.into(),
+        };
+        let key = check_header_name(name, config.protocol).map_err(invalid)?;
+        HeaderValue::from_str(&value.replace(TENANT_PLACEHOLDER, "tenant"))
+            .map_err(|_| invalid("the value must be visible ASCII"))?;
+        templates.push((key, value.clone()));
+    }
+    Ok(templates)
+}
+
+/// The fixed `headers` (those without `{tenant}`), sent with every request.
 fn parse_headers(config: &OtlpExporterConfig) -> Result<HeaderMap, OtlpBuildError> {
     let mut headers = HeaderMap::with_capacity(config.headers.len());
-    for (name, value) in &config.headers {
+    for (name, value) in config
+        .headers
+        .iter()
+        .filter(|(_, v)| !v.contains(TENANT_PLACEHOLDER))
+    {
         let invalid = |reason: &'static str| OtlpBuildError::Header {
             name: name.clone(),
             reason: reason.into(),
