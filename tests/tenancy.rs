@@ -782,6 +782,15 @@ exporters = ["otlp/a"]
         ),
         "{metrics}"
     );
+    // Globex's own counters show only accepted items.
+    assert!(
+        !metrics
+            .lines()
+            .any(|l| l.starts_with("otlp_gateway_tenant_items_total")
+                && l.contains("tenant=\"globex\"")
+                && !l.contains("outcome=\"accepted\"")),
+        "{metrics}"
+    );
     hung.release();
     gw.shutdown().await;
 }

@@ -309,8 +309,7 @@ pub fn partition_resources<K: Eq + Clone>(
     }
     let mut groups: Vec<(K, Vec<Bytes>, u64)> = Vec::new();
     for (k, framed, record) in records {
-        // The batch was validated on the way in: the walk only counts.
-        let items = schema::walk(record_schema, record).map_or(0, |c| c.items - c.invalid_items);
+        let items = count_items(record_schema, record);
         match groups.iter_mut().find(|(g, _, _)| *g == k) {
             Some((_, segments, n)) => {
                 segments.push(framed);
@@ -323,6 +322,47 @@ pub fn partition_resources<K: Eq + Clone>(
         .into_iter()
         .map(|(k, segments, items)| (k, Batch::from_validated_segments(signal, segments, items)))
         .collect()
+}
+
+/// Items in an encoded message of shape `schema` that was validated already:
+/// a shallow walk down the path to the items (scopes, metrics and their
+/// data), counting them without looking inside them or at anything beside
+/// them (attributes, resources), so several times cheaper than [`schema::walk`].
+fn count_items(schema: &'static schema::Schema, buf: &[u8]) -> u64 {
+    let mut items = 0;
+    let mut reader = Cursor::new(buf);
+    while let Some(field) = reader.next_field() {
+        let Value::Len(bytes) = field.value else {
+            continue;
+        };
+        let Some(schema::Kind::Message(inner)) = schema.field_def(field.number).map(|d| d.kind)
+        else {
+            continue;
+        };
+        if inner.item {
+            items += 1;
+        } else if leads_to_items(inner) {
+            items += count_items(inner, bytes);
+        }
+    }
+    items
+}
+
+/// Whether items sit below messages of shape `schema` (not beside them).
+fn leads_to_items(schema: &'static schema::Schema) -> bool {
+    [
+        &schema::SCOPE_SPANS,
+        &schema::SCOPE_LOGS,
+        &schema::SCOPE_METRICS,
+        &schema::METRIC,
+        &schema::GAUGE,
+        &schema::SUM,
+        &schema::HISTOGRAM,
+        &schema::EXP_HISTOGRAM,
+        &schema::SUMMARY,
+    ]
+    .into_iter()
+    .any(|s| std::ptr::eq(s, schema))
 }
 
 /// The first field `number` of `buf` that is a length-delimited message.
@@ -761,6 +801,63 @@ mod tests {
         assert_eq!(decoded.resource_spans.len(), req.resource_spans.len() - 1);
         assert_eq!(decoded.resource_spans[0].scope_spans.len(), 2);
         assert_eq!(flatten(&decoded).len(), flatten(&req).len());
+    }
+
+    #[test]
+    fn the_shallow_item_count_agrees_with_the_validating_walk() {
+        for signal in Signal::ALL {
+            let batch = crate::testkit::batch(signal, 11, 300);
+            let record_schema: &'static schema::Schema = match signal {
+                Signal::Traces => &schema::RESOURCE_SPANS,
+                Signal::Metrics => &schema::RESOURCE_METRICS,
+                Signal::Logs => &schema::RESOURCE_LOGS,
+            };
+            let mut total = 0;
+            for record in batch.resources() {
+                let census = schema::walk(record_schema, &record).unwrap();
+                assert_eq!(
+                    count_items(record_schema, &record),
+                    census.items,
+                    "{signal}"
+                );
+                total += census.items;
+            }
+            assert_eq!(total, batch.items(), "{signal}");
+        }
+    }
+
+    #[test]
+    fn partition_resources_keeps_one_key_whole_and_splits_records_by_key() {
+        for signal in Signal::ALL {
+            let batch = crate::testkit::batch(signal, 5, 400);
+            let records = batch.resources().count();
+            assert!(records > 2, "{signal}: {records} records");
+            let same = partition_resources(batch.clone(), |_| 7);
+            assert_eq!(same.len(), 1);
+            assert!(std::ptr::eq(
+                same[0].1.segments()[0].as_ptr(),
+                batch.segments()[0].as_ptr()
+            ));
+            let mut n = 0;
+            let parts = partition_resources(batch.clone(), |_| {
+                n += 1;
+                n % 2
+            });
+            assert_eq!(parts.iter().map(|(k, _)| *k).collect::<Vec<_>>(), [1, 0]);
+            let items: u64 = parts.iter().map(|(_, b)| b.items()).sum();
+            assert_eq!(items, batch.items(), "{signal}");
+            let bytes: usize = parts.iter().map(|(_, b)| b.encoded_len()).sum();
+            assert_eq!(
+                bytes,
+                batch.encoded_len(),
+                "{signal}: whole records, zero-copy"
+            );
+            for (_, part) in &parts {
+                let census =
+                    schema::walk(schema::request_schema(signal), &part.to_bytes()).unwrap();
+                assert_eq!(census.items, part.items(), "{signal}");
+            }
+        }
     }
 
     #[test]
