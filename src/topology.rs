@@ -36,7 +36,7 @@ use crate::telemetry::metrics::{
 use crate::telemetry::{metrics_handle, AdminServer, Readiness};
 
 use crate::pipeline::branch::{spawn_branch, BranchSettings, BranchTasks};
-use crate::pipeline::fanout::Routing;
+use crate::pipeline::fanout::{Routing, Slot};
 use crate::pipeline::{
     spawn_sharded_stage, BatchStage, Downstream, FanOut, Ingest, SignalPipeline, Submission,
 };
@@ -54,28 +54,27 @@ fn sampling_budget(config: &TailSamplingConfig) -> u64 {
     (config.num_traces as u64).saturating_mul(64).max(1 << 20)
 }
 
-/// Which of `ids` (the targets of `signal`, in order) each route sends to;
+/// The slots (targets of `signal`, by exporter id) each route sends to;
 /// batches without a route go to the pipeline's own exporters.
-fn routing(config: &Config, signal: Signal, ids: &[String]) -> Routing {
-    let index = |wanted: &[String]| -> Vec<usize> {
-        ids.iter()
-            .enumerate()
-            .filter(|(_, id)| wanted.contains(id))
-            .map(|(i, _)| i)
+fn routing(config: &Config, signal: Signal, slots: &HashMap<&str, Slot>) -> Routing {
+    let pick = |wanted: &[String]| -> Vec<Slot> {
+        wanted
+            .iter()
+            .filter_map(|id| slots.get(id.as_str()).cloned())
             .collect()
     };
     let default = config
         .pipelines
         .get(signal)
-        .map(|p| index(&p.exporters))
+        .map(|p| pick(&p.exporters))
         .unwrap_or_default();
-    let routes: HashMap<Arc<str>, Vec<usize>> = config
+    let routes: HashMap<Arc<str>, Vec<Slot>> = config
         .routes
         .iter()
         .map(|route| {
             (
                 Arc::from(route.name.as_str()),
-                index(route.exporters_for(signal)),
+                pick(route.exporters_for(signal)),
             )
         })
         .collect();
@@ -100,6 +99,8 @@ pub enum StartError {
     Redaction(#[source] crate::redaction::RedactionError),
     #[error("tenancy")]
     Tenancy(#[source] crate::tenancy::TenancyError),
+    #[error("exporter {id}: an endpoint with {{tenant}} needs [tenancy]")]
+    PerTenantWithoutTenancy { id: String },
     #[error("pipeline {signal} names unknown exporter {id}")]
     UnknownExporter { signal: Signal, id: String },
     #[error("receiver")]
@@ -157,6 +158,8 @@ impl Gateway {
             }
             let exporter_ids = config.signal_exporters(signal);
             let mut targets = Vec::new();
+            // Where each exporter id's targets are: one, or one per listed tenant.
+            let mut slots: HashMap<&str, Slot> = HashMap::new();
             for id in &exporter_ids {
                 let entry = config
                     .exporter(id)
@@ -164,40 +167,61 @@ impl Gateway {
                         signal,
                         id: id.clone(),
                     })?;
-                let exporter =
-                    entry
-                        .config
-                        .build(id, signal)
-                        .map_err(|source| StartError::Exporter {
-                            id: id.clone(),
-                            source,
-                        })?;
+                let built = |tenant: Option<&str>| {
+                    match tenant {
+                        Some(tenant) => entry.config.build_for_tenant(id, signal, tenant),
+                        None => entry.config.build(id, signal),
+                    }
+                    .map_err(|source| StartError::Exporter {
+                        id: id.clone(),
+                        source,
+                    })
+                };
                 let retry = entry
                     .config
                     .retry_on_failure()
                     .map_or_else(RetryPolicy::disabled, RetryPolicy::from_config);
-                let settings = BranchSettings {
-                    id,
-                    signal,
-                    batch: &config.processors.batch,
-                    queue: entry.config.sending_queue(),
-                    retry,
+                let mut spawn = |label: &str, exporter| {
+                    let settings = BranchSettings {
+                        id: label,
+                        signal,
+                        batch: &config.processors.batch,
+                        queue: entry.config.sending_queue(),
+                        retry: retry.clone(),
+                    };
+                    let mut target = spawn_branch(&settings, exporter, &abort_export, &mut tasks);
+                    if let Some(tenants) = &tenants {
+                        target = target.with_tenant_share(tenants.max_queue_share());
+                    }
+                    let labels = [
+                        ("exporter", label.to_owned()),
+                        ("signal", signal.as_str().to_string()),
+                    ];
+                    gauge!(QUEUE_CAPACITY, &labels).set(target.budget.capacity() as f64);
+                    queues.push((format!("{label} ({signal})"), target.budget.clone(), labels));
+                    targets.push(target);
+                    targets.len() - 1
                 };
-                let mut target = spawn_branch(&settings, exporter, &abort_export, &mut tasks);
-                if let Some(tenants) = &tenants {
-                    target = target.with_tenant_share(tenants.max_queue_share());
-                }
-                let labels = [
-                    ("exporter", id.clone()),
-                    ("signal", signal.as_str().to_string()),
-                ];
-                gauge!(QUEUE_CAPACITY, &labels).set(target.budget.capacity() as f64);
-                queues.push((format!("{id} ({signal})"), target.budget.clone(), labels));
-                targets.push(target);
+                let slot = if entry.config.per_tenant() {
+                    if tenants.is_none() {
+                        return Err(StartError::PerTenantWithoutTenancy { id: id.clone() });
+                    }
+                    // One branch per listed tenant (validation requires unknown tenants refused).
+                    let mut by_tenant = HashMap::new();
+                    for tenant in config.tenants.keys() {
+                        let exporter = built(Some(tenant))?;
+                        let index = spawn(&format!("{id}[{tenant}]"), exporter);
+                        by_tenant.insert(Arc::<str>::from(tenant.as_str()), index);
+                    }
+                    Slot::PerTenant(Arc::new(by_tenant))
+                } else {
+                    Slot::Target(spawn(id, built(None)?))
+                };
+                slots.insert(id.as_str(), slot);
             }
             let mut exporters = FanOut::new(signal, targets);
             if tenants.is_some() {
-                exporters = exporters.with_routing(routing(config, signal, &exporter_ids));
+                exporters = exporters.with_routing(routing(config, signal, &slots));
             }
             let fanout = match (&config.processors.tail_sampling, signal) {
                 // The sampler stands in front of the exporters, with its own budget.

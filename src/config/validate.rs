@@ -80,6 +80,19 @@ impl Validate for Config {
 
 /// `[tenancy]`, `[tenants]` and `[[routes]]`: their own checks, and routes naming defined exporters.
 fn tenancy_is_wired(config: &Config, path: &str, errors: &mut Vec<ConfigError>) {
+    for exporter in config.exporters.iter().filter(|e| e.config.per_tenant()) {
+        let rejecting = config
+            .tenancy
+            .as_ref()
+            .is_some_and(|t| t.unknown_tenants == crate::tenancy::config::UnknownTenants::Reject);
+        if !rejecting || config.tenants.is_empty() {
+            errors.push(ConfigError::new(
+                join(path, &format!("{}.endpoint", exporter.path())),
+                "an endpoint with {tenant} is built once per tenant listed under [tenants]: \
+                 it needs [tenancy] with unknown_tenants = \"reject\" and at least one tenant",
+            ));
+        }
+    }
     let Some(tenancy) = &config.tenancy else {
         if !config.tenants.is_empty() {
             errors.push(ConfigError::new(

@@ -225,4 +225,25 @@ pub trait ExporterConfig: fmt::Debug + Send + Sync {
     /// # Errors
     /// [`BuildError`] when the settings cannot be turned into a client.
     fn build(&self, id: &str, signal: Signal) -> Result<Arc<dyn DynExporter>, BuildError>;
+
+    /// Whether the settings name `{tenant}` where a client is made (an endpoint): then
+    /// the exporter is built once per tenant listed under `[tenants]`, each with its own
+    /// queue and workers. Default: no.
+    fn per_tenant(&self) -> bool {
+        false
+    }
+
+    /// Builds the exporter `id` of `tenant` for `signal`'s pipeline (its settings
+    /// filled in). Only called when [`ExporterConfig::per_tenant`]. Default: [`ExporterConfig::build`].
+    ///
+    /// # Errors
+    /// [`BuildError`] when the filled-in settings cannot be turned into a client.
+    fn build_for_tenant(
+        &self,
+        id: &str,
+        signal: Signal,
+        _tenant: &str,
+    ) -> Result<Arc<dyn DynExporter>, BuildError> {
+        self.build(id, signal)
+    }
 }

@@ -152,16 +152,26 @@ pub struct FanOut {
     routing: Option<Arc<Routing>>,
 }
 
-/// Target indices per route, and for batches without a (known) route.
+/// Where one exporter of a route sends a batch.
+#[derive(Debug, Clone)]
+pub enum Slot {
+    /// The same target for every tenant.
+    Target(usize),
+    /// A target per tenant (an exporter built once per tenant); a batch of a
+    /// tenant without one skips it.
+    PerTenant(Arc<HashMap<Arc<str>, usize>>),
+}
+
+/// The slots of each route, and of batches without a (known) route.
 #[derive(Debug, Clone, Default)]
 pub struct Routing {
     /// The pipeline's own exporters.
-    pub default: Vec<usize>,
-    pub routes: HashMap<Arc<str>, Vec<usize>>,
+    pub default: Vec<Slot>,
+    pub routes: HashMap<Arc<str>, Vec<Slot>>,
 }
 
 impl Routing {
-    fn targets_of(&self, route: Option<&str>) -> &[usize] {
+    fn slots_of(&self, route: Option<&str>) -> &[Slot] {
         route
             .and_then(|r| self.routes.get(r))
             .unwrap_or(&self.default)
@@ -193,12 +203,19 @@ impl FanOut {
         let chosen = self
             .routing
             .as_ref()
-            .map(|routing| routing.targets_of(context.route.as_deref()));
+            .map(|routing| routing.slots_of(context.route.as_deref()));
+        let tenant = chosen.and(context.tenant.clone());
         let (all, some) = match chosen {
             None => (Some(self.targets.iter()), None),
-            Some(indices) => (
+            Some(slots) => (
                 None,
-                Some(indices.iter().filter_map(|&i| self.targets.get(i))),
+                Some(slots.iter().filter_map(move |slot| {
+                    let index = match slot {
+                        Slot::Target(index) => *index,
+                        Slot::PerTenant(by_tenant) => *by_tenant.get(tenant.as_ref()?)?,
+                    };
+                    self.targets.get(index)
+                })),
             ),
         };
         all.into_iter().flatten().chain(some.into_iter().flatten())

@@ -72,9 +72,8 @@ pub const REDACTION_BATCH_ITEMS: &str = "otlp_gateway_redaction_changed_batch_it
 pub const TENANT_ITEMS: &str = "otlp_gateway_tenant_items_total";
 /// Bytes (decoded protobuf) accepted per tenant, by `tenant`, `signal`.
 pub const TENANT_BYTES: &str = "otlp_gateway_tenant_bytes_total";
-/// Requests refused for their tenant, by `transport` and `reason`
-/// (`unauthenticated`, `permission_denied`, `invalid_tenant`, `over_quota`).
-pub const TENANT_REQUESTS_REFUSED: &str = "otlp_gateway_tenant_requests_refused_total";
+// Requests refused for their tenant are counted on RECEIVER_REQUESTS_REFUSED by
+// `reason` (`unauthenticated`, `permission_denied`, `invalid_tenant`, `over_quota`).
 
 // --- batcher ---
 /// Items per flushed batch, by `exporter`, `signal`.
@@ -171,6 +170,14 @@ pub fn describe() {
     describe_counter!(
         REDACTION_BATCH_ITEMS,
         "Items in batches that redaction changed."
+    );
+    describe_counter!(
+        TENANT_ITEMS,
+        "Items per tenant (the busiest; the rest as _other), by signal and outcome."
+    );
+    describe_counter!(
+        TENANT_BYTES,
+        "Bytes (decoded protobuf) accepted per tenant, by signal."
     );
     describe_histogram!(BATCH_ITEMS, "Items per flushed batch.");
     describe_counter!(BATCH_FLUSHES, "Batch flushes, by trigger.");

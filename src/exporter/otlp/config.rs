@@ -53,6 +53,10 @@ pub struct OtlpExporterConfig {
     /// Where to send: `http://` or `https://` URL with host and port. Required.
     /// For `grpc` no path (`"http://jaeger:4317"`); for `http_protobuf` an optional base path,
     /// to which `/v1/<signal>` is appended (`"https://otlp.example.com:443/otlp"`).
+    /// With `{tenant}` in it (`"https://{tenant}.ingest.example.com:4317"`) the exporter is
+    /// built once per tenant listed under `[tenants]`, each with its own queue and workers,
+    /// and each batch goes to its tenant's; this needs `[tenancy]` with
+    /// `unknown_tenants = "reject"`.
     pub endpoint: String,
     /// `"grpc"` or `"http_protobuf"`. Default `"grpc"`.
     #[serde(default = "default_protocol")]
@@ -119,8 +123,15 @@ impl OtlpProtocol {
 
 impl ExporterConfig for OtlpExporterConfig {
     fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        // An endpoint naming `{tenant}` is checked with a sample tenant id (a number where
+        // it stands for the port); each tenant's is checked again when it is built.
+        let sample = if self.endpoint.contains(":{tenant}") {
+            "4317"
+        } else {
+            "tenant"
+        };
         exporter_endpoint(
-            &self.endpoint,
+            &self.endpoint.replace(super::TENANT_PLACEHOLDER, sample),
             self.protocol,
             &join(path, "endpoint"),
             errors,
@@ -211,6 +222,22 @@ impl ExporterConfig for OtlpExporterConfig {
 
     fn build(&self, id: &str, _signal: Signal) -> Result<Arc<dyn DynExporter>, BuildError> {
         let exporter = OtlpExporter::build(id, self).map_err(BuildError::new)?;
+        Ok(Arc::new(exporter))
+    }
+
+    fn per_tenant(&self) -> bool {
+        self.endpoint.contains(super::TENANT_PLACEHOLDER)
+    }
+
+    fn build_for_tenant(
+        &self,
+        id: &str,
+        _signal: Signal,
+        tenant: &str,
+    ) -> Result<Arc<dyn DynExporter>, BuildError> {
+        let mut config = self.clone();
+        config.endpoint = self.endpoint.replace(super::TENANT_PLACEHOLDER, tenant);
+        let exporter = OtlpExporter::build(id, &config).map_err(BuildError::new)?;
         Ok(Arc::new(exporter))
     }
 }
