@@ -18,7 +18,7 @@ use hyper::service::service_fn;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::graceful::GracefulConnection;
-use opentelemetry_otlp::{WithExportConfig, WithTonicConfig};
+use opentelemetry_otlp::{WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
 use otlp_gateway::config;
 use otlp_gateway::model::Signal;
@@ -614,6 +614,50 @@ async fn the_verified_client_cn_reaches_the_request() {
 
 // --- tenants over TLS ---
 
+/// The SDK's `HttpClient` on hyper and rustls with the test CA: the SDK's
+/// built-in clients cannot be given a custom CA here.
+#[derive(Debug, Clone)]
+struct TlsHttpClient {
+    client: Client<
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        Full<bytes::Bytes>,
+    >,
+}
+
+impl TlsHttpClient {
+    fn new(tls: rustls::ClientConfig) -> Self {
+        let connector = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .build();
+        TlsHttpClient {
+            client: Client::builder(TokioExecutor::new()).build(connector),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl opentelemetry_http::HttpClient for TlsHttpClient {
+    async fn send_bytes(
+        &self,
+        request: Request<bytes::Bytes>,
+    ) -> Result<http::Response<bytes::Bytes>, opentelemetry_http::HttpError> {
+        let (parts, body) = request.into_parts();
+        let response = tokio::time::timeout(
+            WAIT,
+            self.client
+                .request(Request::from_parts(parts, Full::new(body))),
+        )
+        .await??;
+        let (parts, body) = response.into_parts();
+        let body = tokio::time::timeout(WAIT, body.collect())
+            .await??
+            .to_bytes();
+        Ok(http::Response::from_parts(parts, body))
+    }
+}
+
 const ACME_TOKEN: &str = "acme-token-over-tls-0123456789";
 const GLOBEX_TOKEN: &str = "globex-token-over-tls-0123456789";
 
@@ -751,12 +795,43 @@ async fn tenant_authentication_over_tls_answers_as_over_plain_text() {
         "the SDK without a token is refused over TLS"
     );
 
-    fake.wait_for_items(Signal::Traces, 2 + 3 + 4).await;
+    // The SDK's HTTP/protobuf exporter over TLS (through an `HttpClient` that trusts the test CA).
+    let sdk_http = |token: Option<&str>| {
+        let mut headers = std::collections::HashMap::new();
+        if let Some(token) = token {
+            headers.insert("authorization".to_owned(), format!("Bearer {token}"));
+        }
+        opentelemetry_otlp::SpanExporter::builder()
+            .with_http()
+            .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
+            .with_endpoint(format!("https://localhost:{}/v1/traces", http.port()))
+            .with_headers(headers)
+            .with_http_client(TlsHttpClient::new(pki.client_config(false, &[])))
+            .build()
+            .expect("SDK exporter")
+    };
+    sdk_http(Some(GLOBEX_TOKEN))
+        .export(vec![span(6), span(7)])
+        .await
+        .expect("the SDK over HTTPS with globex's token is accepted");
+    assert!(
+        sdk_http(None).export(vec![span(8)]).await.is_err(),
+        "the SDK over HTTPS without a token is refused"
+    );
+    assert!(
+        sdk_http(Some("not-anybody-s-token-at-all"))
+            .export(vec![span(9)])
+            .await
+            .is_err(),
+        "the SDK over HTTPS with an unknown token is refused"
+    );
+
+    fake.wait_for_items(Signal::Traces, 2 + 3 + 4 + 2).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
     let mut tenants = tenants_of(&fake);
     tenants.sort();
     let expected: Vec<String> = std::iter::repeat_n("acme".to_owned(), 5)
-        .chain(std::iter::repeat_n("globex".to_owned(), 4))
+        .chain(std::iter::repeat_n("globex".to_owned(), 6))
         .collect();
     assert_eq!(tenants, expected);
     assert!(gw.shutdown().await);
