@@ -2,12 +2,29 @@
 # Runs every test of otlp-gateway on a fresh machine: installs what the tests
 # need, then checks formatting, lints and runs the whole suite.
 #
-# What the tests need: only the Rust toolchain and crates from crates.io.
+# What the tests need: the Rust toolchain, crates from crates.io, and a
+# Prometheus server (Debian's `prometheus` package, 2.42 on bookworm) for
+# tests/prometheus_remote_write.rs, which starts it itself on a free port.
 # The OTLP clients are the `opentelemetry-otlp` crates, and the downstream
-# collector is an in-process fake (tests/support/fake_otlp.rs); nothing has
-# to be installed with apt or pip for this suite.
+# OTLP collector is an in-process fake (tests/support/fake_otlp.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== prometheus (remote-write tests)"
+if ! command -v prometheus >/dev/null; then
+    sudo=""
+    if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    # The package may try to start its service on :9090; the tests never use it.
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq prometheus >/dev/null
+    if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
+        $sudo systemctl stop prometheus || true
+        $sudo systemctl disable prometheus || true
+    elif command -v service >/dev/null; then
+        $sudo service prometheus stop >/dev/null 2>&1 || true
+    fi
+fi
+prometheus --version 2>&1 | head -n 1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -21,6 +21,7 @@
 
 pub mod debug;
 pub mod otlp;
+pub mod prometheus;
 pub mod registry;
 
 use std::any::Any;

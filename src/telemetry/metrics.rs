@@ -98,6 +98,10 @@ pub const EXPORTER_ITEMS_DROPPED: &str = "otlp_gateway_exporter_items_dropped_to
 pub const EXPORTER_RETRIES: &str = "otlp_gateway_exporter_retries_total";
 /// Duration of one export attempt, by `exporter`, `signal`.
 pub const EXPORTER_REQUEST_DURATION: &str = "otlp_gateway_exporter_request_duration_seconds";
+/// Data points the `prometheusremotewrite` exporter refused before sending (Prometheus
+/// would have failed the whole request), by `exporter` and `reason` (the constants of
+/// `exporter::prometheus::translate::refusal`: `duplicate_label`, `delta`, …).
+pub const PROMETHEUS_POINTS_REFUSED: &str = "otlp_gateway_prometheus_points_refused_total";
 
 /// Values of the `reason` label.
 pub mod reason {
@@ -197,5 +201,9 @@ pub fn describe() {
         EXPORTER_REQUEST_DURATION,
         Unit::Seconds,
         "Export attempt duration."
+    );
+    describe_counter!(
+        PROMETHEUS_POINTS_REFUSED,
+        "Data points the remote-write exporter refused before sending, by reason."
     );
 }

@@ -36,8 +36,8 @@
 pub mod config;
 mod compress;
 mod grpc;
-mod http;
-mod tls;
+pub(crate) mod http;
+pub(crate) mod tls;
 
 use std::borrow::Cow;
 use std::path::PathBuf;
