@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::KeyValue;
+use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::metrics::{SdkMeterProvider, Temporality};
 use opentelemetry_sdk::Resource;
 use otlp_gateway::model::Signal;
