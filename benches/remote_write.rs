@@ -23,7 +23,7 @@ use prost::Message;
 
 const POINTS: usize = 2000;
 
-fn encode(c: &mut Criterion) {
+fn encode(c: &mut Criterion<clock::Clock>) {
     let config: PrometheusExporterConfig =
         toml::from_str("endpoint = \"http://127.0.0.1:9/api/v1/write\"").expect("config");
     let exporter =

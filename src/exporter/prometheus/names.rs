@@ -38,7 +38,7 @@ pub fn metric_name(name: &str, unit: &str, kind: NameKind, add_suffixes: bool) -
         push_words(&mut tokens, &main);
     }
     if let Some(per) = per {
-        if !tokens.iter().any(|t| t == "per") || !tokens.iter().any(|t| *t == per) {
+        if !tokens.iter().any(|t| t == "per") || !tokens.contains(&per) {
             tokens.push("per".to_owned());
             tokens.push(per);
         }
