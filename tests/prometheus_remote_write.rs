@@ -312,3 +312,46 @@ async fn prometheus_down_then_back_loses_nothing() {
     drop(provider);
     assert!(gw.shutdown().await, "drained");
 }
+
+/// `config.toml`'s commented `[exporters.prometheusremotewrite.prometheus]` example,
+/// uncommented and used by the metrics pipeline, is valid.
+#[test]
+fn shipped_example_is_valid_once_uncommented() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("config.toml")).expect("config.toml");
+    let mut out = Vec::new();
+    let mut in_example = false;
+    for line in text.lines() {
+        if line == "# [exporters.prometheusremotewrite.prometheus]" {
+            in_example = true;
+        } else if line.starts_with("# ---") {
+            in_example = false;
+        }
+        if !in_example || line.starts_with("# #") || line == "#" {
+            out.push(line.to_owned());
+        } else {
+            out.push(line.strip_prefix("# ").unwrap_or(line).to_owned());
+        }
+    }
+    let text = out.join("\n").replace(
+        "[pipelines.metrics]\nexporters = [\"debug/console\"]",
+        "[pipelines.metrics]\nexporters = [\"debug/console\", \"prometheusremotewrite/prometheus\"]",
+    );
+    assert!(text.contains("\"prometheusremotewrite/prometheus\"]"));
+    std::env::set_var("PROMETHEUS_PASSWORD", "example");
+    let (config, warnings) =
+        otlp_gateway::config::load_and_validate_str_with(&text, "config.toml", |_| None)
+            .unwrap_or_else(|errors| panic!("{errors}"));
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.contains("ignored: the endpoint is http://")),
+        "{warnings:?}"
+    );
+    let example = &config.exporters.prometheusremotewrite["prometheus"];
+    assert_eq!(example.endpoint, "http://127.0.0.1:9090/api/v1/write");
+    assert_eq!(
+        example.promote_resource_attributes,
+        ["deployment.environment"]
+    );
+}
