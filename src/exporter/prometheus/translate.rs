@@ -157,17 +157,21 @@ struct ResourceLabels {
 /// Series of one translation, merged by labels.
 #[derive(Default)]
 struct SeriesSet {
-    index: HashMap<Vec<Label>, usize>,
+    /// Series indexes by a hash of their labels (colliding ones share a list).
+    index: HashMap<u64, Vec<usize>>,
     series: Vec<TimeSeries>,
 }
 
 impl SeriesSet {
     fn push(&mut self, labels: Vec<Label>, sample: Sample) {
-        if let Some(&at) = self.index.get(&labels) {
+        let mut hasher = DefaultHasher::new();
+        labels.hash(&mut hasher);
+        let slot = self.index.entry(hasher.finish()).or_default();
+        if let Some(&at) = slot.iter().find(|&&at| self.series[at].labels == labels) {
             self.series[at].samples.push(sample);
             return;
         }
-        self.index.insert(labels.clone(), self.series.len());
+        slot.push(self.series.len());
         self.series.push(TimeSeries {
             labels,
             samples: vec![sample],
