@@ -457,9 +457,9 @@ fn span_metrics_need_both_pipelines_and_report_their_key_paths() {
     assert_eq!(
         errors,
         [
-            "connectors.spanmetrics.histogram.explicit.buckets[1] (line 5): bounds must increase: 500ms is not greater than 1s",
             "connectors.spanmetrics (line 4): span metrics need a traces pipeline to read ([pipelines.traces]) \
              and a metrics pipeline to feed ([pipelines.metrics])",
+            "connectors.spanmetrics.histogram.explicit.buckets[1] (line 5): bounds must increase: 500ms is not greater than 1s",
         ]
     );
 }
