@@ -81,13 +81,22 @@ fn shop_traces(traces: usize) -> Vec<Vec<Sent>> {
 
 /// Sends `traces` with the SDK over gRPC, as service `checkout` of tenant `acme`.
 async fn send(gw: &otlp_gateway::topology::Gateway, traces: Vec<Vec<Sent>>) {
+    send_as(gw, "acme", traces).await;
+}
+
+/// Sends `traces` with the SDK over gRPC, as service `checkout` with resource `tenant.id`.
+async fn send_as(
+    gw: &otlp_gateway::topology::Gateway,
+    tenant: &'static str,
+    traces: Vec<Vec<Sent>>,
+) {
     let url = sdk::endpoint(gw, Client::Grpc, Signal::Traces);
     sdk::blocking(move || {
         let provider = SdkTracerProvider::builder()
             .with_resource(
                 Resource::builder()
                     .with_service_name("checkout")
-                    .with_attribute(KeyValue::new("tenant.id", "acme"))
+                    .with_attribute(KeyValue::new("tenant.id", tenant))
                     .build(),
             )
             .with_batch_exporter(sdk::span_exporter(Client::Grpc, url))
@@ -134,7 +143,7 @@ struct Counts {
 }
 
 /// The series a span belongs to, rendered as its sorted `key=value` attributes.
-fn series_of(sent: &Sent) -> String {
+fn series_of(sent: &Sent, tenant: &str) -> String {
     let kind = match sent.kind {
         SpanKind::Server => "SPAN_KIND_SERVER",
         SpanKind::Client => "SPAN_KIND_CLIENT",
@@ -150,7 +159,7 @@ fn series_of(sent: &Sent) -> String {
         format!("span.name={}", sent.name),
         format!("span.kind={kind}"),
         format!("status.code={status}"),
-        "tenant.id=acme".to_owned(),
+        format!("tenant.id={tenant}"),
     ];
     if let Some(code) = sent.code {
         parts.push(format!("http.response.status_code={code}"));
@@ -162,12 +171,19 @@ fn series_of(sent: &Sent) -> String {
 /// What the gateway must report for `traces`: per series, the calls and the
 /// count in each bucket (upper bounds inclusive, one more above the last).
 fn expected(traces: &[Vec<Sent>]) -> BTreeMap<String, Counts> {
+    expected_for(traces, "acme")
+}
+
+/// [`expected`] for spans of `tenant`.
+fn expected_for(traces: &[Vec<Sent>], tenant: &str) -> BTreeMap<String, Counts> {
     let mut out: BTreeMap<String, Counts> = BTreeMap::new();
     for sent in traces.iter().flatten() {
-        let counts = out.entry(series_of(sent)).or_insert_with(|| Counts {
-            calls: 0,
-            buckets: vec![0; BOUNDS_MS.len() + 1],
-        });
+        let counts = out
+            .entry(series_of(sent, tenant))
+            .or_insert_with(|| Counts {
+                calls: 0,
+                buckets: vec![0; BOUNDS_MS.len() + 1],
+            });
         counts.calls += 1;
         let bucket = BOUNDS_MS
             .iter()
@@ -462,4 +478,64 @@ fn span_metrics_need_both_pipelines_and_report_their_key_paths() {
             "connectors.spanmetrics.histogram.explicit.buckets[1] (line 5): bounds must increase: 500ms is not greater than 1s",
         ]
     );
+}
+
+/// With tenancy, each tenant's span metrics stay in batches of their own,
+/// carry the tenant to the exporter (`X-Scope-OrgID`) and follow the
+/// tenant's route: globex's route sends everything (traces and the metrics
+/// made of them) to its own backend, and its spans are still counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_tenants_span_metrics_keep_its_context_and_route() {
+    let fake = FakeOtlp::start().await;
+    let gold = FakeOtlp::start().await;
+    let exporter = |name: &str, fake: &FakeOtlp| {
+        gateway::otlp_exporter_named(name, &fake.grpc_url(), "grpc", 100_000).replacen(
+            "compression = \"none\"\n",
+            "compression = \"none\"\ntenant_header = \"X-Scope-OrgID\"\n",
+            1,
+        )
+    };
+    let gw = gateway::start(&format!(
+        r#"{}{}{}
+[tenancy]
+[[routes]]
+name = "gold"
+tenants = ["globex"]
+exporters = ["otlp/gold"]
+"#,
+        exporter("down", &fake),
+        exporter("gold", &gold),
+        connector("")
+    ))
+    .await;
+    let acme = shop_traces(30);
+    let globex = shop_traces(50);
+    send_as(&gw, "acme", acme.clone()).await;
+    send_as(&gw, "globex", globex.clone()).await;
+    assert_received(&fake, &expected_for(&acme, "acme")).await;
+    assert_received(&gold, &expected_for(&globex, "globex")).await;
+    for (backend, tenant) in [(&fake, "acme"), (&gold, "globex")] {
+        for request in backend.requests() {
+            assert_eq!(
+                request.header("x-scope-orgid"),
+                Some(tenant),
+                "{:?}",
+                request.signal
+            );
+            if let support::fake_otlp::Payload::Metrics(metrics) = &request.payload {
+                for rm in &metrics.resource_metrics {
+                    for m in rm.scope_metrics.iter().flat_map(|s| &s.metrics) {
+                        let Some(metric::Data::Sum(sum)) = &m.data else {
+                            continue;
+                        };
+                        for p in &sum.data_points {
+                            assert!(label(&p.attributes).contains(&format!("tenant.id={tenant}")));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    gold.wait_for_items(Signal::Traces, 100).await;
+    assert!(gw.shutdown().await, "drained");
 }
