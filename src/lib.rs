@@ -24,6 +24,7 @@ pub mod receiver;
 pub mod pipeline;
 pub mod redaction;
 pub mod sampling;
+pub mod spanmetrics;
 pub mod tenancy;
 pub mod batch;
 pub mod queue;

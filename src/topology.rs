@@ -3,6 +3,7 @@
 //! ```text
 //! per signal with a pipeline:   Ingest channel ─► SignalPipeline task ─► FanOut
 //! per (signal, exporter):       Target ─► branch (Batcher ─► MemoryQueue ─► Sender workers)
+//! traces with spanmetrics:      one more Target ─► SpanMetricsConnector ─► metrics Ingest
 //! exporters are looked up by id in the config's registry, never by parsing kind strings.
 //! receivers (gRPC, HTTP) and the admin listener are bound before anything is reported ready.
 //! ```
@@ -38,11 +39,13 @@ use crate::telemetry::{metrics_handle, AdminServer, Readiness};
 use crate::pipeline::branch::{spawn_branch, BranchSettings, BranchTasks};
 use crate::pipeline::fanout::{Routing, Slot};
 use crate::pipeline::{
-    spawn_sharded_stage, BatchStage, Downstream, FanOut, Ingest, SignalPipeline, Submission,
+    spawn_sharded_stage, spawn_stage, BatchStage, Downstream, FanOut, Ingest, SignalPipeline,
+    Submission,
 };
 use crate::redaction::Redactor;
 use crate::sampling::sampler::split_by_shard;
 use crate::sampling::{TailSampler, TailSamplingConfig};
+use crate::spanmetrics::{SpanMetricsConnector, CONNECTOR_BUDGET};
 use crate::tenancy::Tenants;
 
 /// Submissions waiting for a signal task; beyond this, receivers answer retryable.
@@ -144,6 +147,15 @@ impl Gateway {
         let mut pipelines = JoinSet::new();
         let abort_export = CancellationToken::new();
         let mut senders: [Option<mpsc::Sender<Submission>>; 3] = [None, None, None];
+        let mut inputs: [Option<mpsc::Receiver<Submission>>; 3] = [None, None, None];
+        // Every pipeline's channel first: a connector feeds a pipeline built after its own.
+        for (slot, signal) in Signal::ALL.into_iter().enumerate() {
+            if config.pipelines.get(signal).is_some() {
+                let (tx, rx) = mpsc::channel(SIGNAL_CHANNEL);
+                senders[slot] = Some(tx);
+                inputs[slot] = Some(rx);
+            }
+        }
 
         let tenants = match &config.tenancy {
             Some(tenancy) => Some(Arc::new(
@@ -219,11 +231,45 @@ impl Gateway {
                 };
                 slots.insert(id.as_str(), slot);
             }
+            // Span metrics: a connector that sees every span, next to the sampler or the exporters.
+            let connector = match (&config.connectors.spanmetrics, signal, &senders[1]) {
+                (Some(spanmetrics), Signal::Traces, Some(metrics)) => Some(spawn_stage(
+                    SpanMetricsConnector::new(spanmetrics),
+                    CONNECTOR_BUDGET,
+                    Downstream::Pipeline(Ingest::new(
+                        None,
+                        Some(metrics.clone()),
+                        None,
+                        retry_after,
+                    )),
+                    abort_export.clone(),
+                    &mut pipelines,
+                )),
+                _ => None,
+            };
+            let sampling = match (&config.processors.tail_sampling, signal) {
+                (Some(sampling), Signal::Traces) => Some(sampling),
+                _ => None,
+            };
+            // Without a sampler in front of them, the exporters' fan-out takes the connector too.
+            let mut exporter_connector = None;
+            if let (None, Some(connector)) = (sampling, &connector) {
+                targets.push(connector.clone());
+                exporter_connector = Some(Slot::Target(targets.len() - 1));
+            }
             let mut exporters = FanOut::new(signal, targets);
             if tenants.is_some() {
-                exporters = exporters.with_routing(routing(config, signal, &slots));
+                let mut routing = routing(config, signal, &slots);
+                if let Some(slot) = exporter_connector {
+                    // Every route's batches are counted, whatever exporters the route picks.
+                    routing.default.push(slot.clone());
+                    for slots in routing.routes.values_mut() {
+                        slots.push(slot.clone());
+                    }
+                }
+                exporters = exporters.with_routing(routing);
             }
-            let fanout = match (&config.processors.tail_sampling, signal) {
+            let fanout = match (sampling, signal) {
                 // The sampler stands in front of the exporters, with its own budget.
                 (Some(sampling), Signal::Traces) => {
                     let shard = sampling.for_shard(sampling.shards);
@@ -239,7 +285,7 @@ impl Gateway {
                         abort_export.clone(),
                         &mut pipelines,
                     );
-                    FanOut::new(signal, vec![stage])
+                    FanOut::new(signal, connector.into_iter().chain([stage]).collect())
                 }
                 _ => exporters,
             };
@@ -249,8 +295,9 @@ impl Gateway {
                 let redactor = Redactor::new(redaction, signal).map_err(StartError::Redaction)?;
                 stages.push(Box::new(redactor));
             }
-            let (tx, rx) = mpsc::channel(SIGNAL_CHANNEL);
-            senders[slot] = Some(tx);
+            let Some(rx) = inputs[slot].take() else {
+                continue;
+            };
             pipelines.spawn(
                 SignalPipeline::new(signal, stages, fanout, retry_after)
                     .with_abort(abort_export.clone())

@@ -51,6 +51,9 @@ pub struct Config {
     /// `[processors]`: stages between receivers and exporters. Default: all defaults.
     #[serde(default)]
     pub processors: ProcessorsConfig,
+    /// `[connectors]`: stages that turn one signal into another. Default: none.
+    #[serde(default)]
+    pub connectors: ConnectorsConfig,
     /// `[exporters]`: where data goes. Default none; a pipeline needs at least one.
     #[serde(default)]
     pub exporters: ExportersConfig,
@@ -93,6 +96,16 @@ pub struct ProcessorsConfig {
     /// `[processors.redaction]`: when present, every signal's pipeline masks
     /// card numbers and applies key rules first. Default: absent (nothing redacted).
     pub redaction: Option<crate::redaction::RedactionConfig>,
+}
+
+/// `[connectors]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectorsConfig {
+    /// `[connectors.spanmetrics]`: when present, every span the traces pipeline receives
+    /// (after redaction, before tail sampling) is counted into `calls` and `duration`
+    /// metrics that enter the metrics pipeline. Needs both pipelines. Default: absent.
+    pub spanmetrics: Option<crate::spanmetrics::SpanMetricsConfig>,
 }
 
 /// `[pipelines]`: which exporters each signal goes to.

@@ -82,6 +82,13 @@ pub fn describe(config: &Config) -> String {
         ));
     }
 
+    if let Some(spanmetrics) = &config.connectors.spanmetrics {
+        out.push_str(&format!(
+            "connector spanmetrics: traces -> metrics, {}\n",
+            spanmetrics.describe()
+        ));
+    }
+
     let batch = &config.processors.batch;
     let max = if batch.send_batch_max_size == 0 {
         "0 (no limit)".to_owned()
@@ -103,8 +110,17 @@ pub fn describe(config: &Config) -> String {
                     (Some(sampling), Signal::Traces) => format!("{} -> ", sampling.describe()),
                     _ => String::new(),
                 };
+                let spanmetrics = config.connectors.spanmetrics.is_some();
+                let (receivers, connectors) = match signal {
+                    Signal::Traces if spanmetrics => (
+                        "otlp",
+                        ", connectors [spanmetrics] (every span, before sampling)",
+                    ),
+                    Signal::Metrics if spanmetrics => ("otlp, spanmetrics", ""),
+                    _ => ("otlp", ""),
+                };
                 out.push_str(&format!(
-                    "pipeline {}: receivers [otlp] -> {redaction}{sampling}{batch} -> exporters [{}]\n",
+                    "pipeline {}: receivers [{receivers}] -> {redaction}{sampling}{batch} -> exporters [{}]{connectors}\n",
                     signal.as_str(),
                     pipeline.exporters.join(", ")
                 ))

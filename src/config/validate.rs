@@ -60,6 +60,17 @@ impl Validate for Config {
                 ));
             }
         }
+        if let Some(spanmetrics) = &self.connectors.spanmetrics {
+            let connector_path = join(path, "connectors.spanmetrics");
+            spanmetrics.validate(&connector_path, errors);
+            if self.pipelines.traces.is_none() || self.pipelines.metrics.is_none() {
+                errors.push(ConfigError::new(
+                    connector_path,
+                    "span metrics need a traces pipeline to read ([pipelines.traces]) \
+                     and a metrics pipeline to feed ([pipelines.metrics])",
+                ));
+            }
+        }
         for exporter in self.exporters.iter() {
             let exporter_path = join(path, &exporter.path());
             if !is_exporter_name(exporter.name) {

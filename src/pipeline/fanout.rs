@@ -17,6 +17,8 @@
 //! client retryably (or, for a stage's own output, waits:
 //! [`FanOut::admit_or_wait`]); if only some can, the others count the items
 //! as dropped (`queue_full`), so one slow or dead target never holds up another.
+//! A connector rides along: it gets a batch only with some exporter or stage,
+//! so its room alone never accepts a batch the others refused.
 
 use std::time::Duration;
 
@@ -41,6 +43,14 @@ pub enum TargetKind {
     Stage,
     /// A stage whose output enters another signal's pipeline.
     Connector,
+}
+
+impl TargetKind {
+    /// Whether the target only takes what another target of its fan-out admits: a
+    /// connector, whose room must not turn a refusal to the client into a drop.
+    pub fn rides_along(self) -> bool {
+        self == TargetKind::Connector
+    }
 }
 
 /// One entrance of a fan-out: an item budget and a bounded channel.
@@ -249,6 +259,13 @@ impl FanOut {
         let Some(last) = slots.iter().rposition(|(_, slot)| slot.is_some()) else {
             return Err(Full(envelope));
         };
+        // A connector rides along: its room alone does not accept a batch that every
+        // exporter or stage refused (the client retries, and the connector sees it then).
+        let accepted = |(t, slot): &(&Target, Option<_>)| slot.is_some() && !t.kind.rides_along();
+        if !slots.iter().any(accepted) && !slots.iter().all(|(t, _)| t.kind.rides_along()) {
+            // Dropping the slots gives their channel permits and reservations back.
+            return Err(Full(envelope));
+        }
         for i in 0..slots.len() {
             let target = slots[i].0;
             match slots[i].1.take() {
@@ -358,6 +375,33 @@ mod tests {
         drop(held);
         fanout.admit(back).unwrap();
         assert_eq!(budget.used(), 8);
+    }
+
+    #[test]
+    fn a_connector_with_room_does_not_accept_what_every_other_target_refused() {
+        let (s, mut s_rx) = target("tail_sampling", TargetKind::Stage, 10);
+        let held = s.budget.try_reserve(10).unwrap();
+        let (c, mut c_rx) = target("spanmetrics", TargetKind::Connector, 100);
+        let connector_budget = c.budget.clone();
+        let fanout = FanOut::new(Signal::Traces, vec![c, s]);
+        let Err(Full(back)) = fanout.admit(envelope(8)) else {
+            panic!("refused: only the connector had room");
+        };
+        assert!(
+            c_rx.try_recv().is_err(),
+            "the connector did not get it either"
+        );
+        assert_eq!(connector_budget.used(), 0, "and holds nothing for it");
+        drop(held);
+        fanout.admit(back).unwrap();
+        assert_eq!(c_rx.try_recv().unwrap().batch.items(), 8);
+        assert_eq!(s_rx.try_recv().unwrap().batch.items(), 8);
+
+        // A full connector next to a stage with room is counted, not refused.
+        let _full = connector_budget.try_reserve(100).unwrap();
+        fanout.admit(envelope(8)).unwrap();
+        assert_eq!(s_rx.try_recv().unwrap().batch.items(), 8);
+        assert!(c_rx.try_recv().is_err());
     }
 
     #[tokio::test(start_paused = true)]

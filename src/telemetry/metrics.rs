@@ -44,6 +44,12 @@ pub const STAGE_ERRORS: &str = "otlp_gateway_stage_errors_total";
 /// target did, or given up at shutdown, by `stage`, `signal`, `reason`.
 pub const STAGE_ITEMS_DROPPED: &str = "otlp_gateway_stage_items_dropped_total";
 
+// --- span metrics ---
+/// Series the span metrics connector holds (overflow series not counted).
+pub const SPANMETRICS_SERIES: &str = "otlp_gateway_spanmetrics_series";
+/// Spans counted in an overflow series because the cardinality limit was reached.
+pub const SPANMETRICS_OVERFLOW_SPANS: &str = "otlp_gateway_spanmetrics_overflow_spans_total";
+
 // --- tail sampling ---
 /// Traces decided, by `policy` (the one that decided; empty when none matched),
 /// `decision` (`keep`/`drop`) and `trigger` (`early`, `decision_wait`,
@@ -197,6 +203,14 @@ pub fn describe() {
         "Items an exporter gave up on, by reason."
     );
     describe_counter!(EXPORTER_RETRIES, "Export retries scheduled.");
+    describe_gauge!(
+        SPANMETRICS_SERIES,
+        "Series held by the span metrics connector (overflow series not counted)."
+    );
+    describe_counter!(
+        SPANMETRICS_OVERFLOW_SPANS,
+        "Spans counted in an overflow series: the cardinality limit was reached."
+    );
     describe_histogram!(
         EXPORTER_REQUEST_DURATION,
         Unit::Seconds,
