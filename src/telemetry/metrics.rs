@@ -99,6 +99,12 @@ pub const EXPORTER_RETRIES: &str = "otlp_gateway_exporter_retries_total";
 /// Duration of one export attempt, by `exporter`, `signal`.
 pub const EXPORTER_REQUEST_DURATION: &str = "otlp_gateway_exporter_request_duration_seconds";
 
+// --- elasticsearch exporter ---
+/// Documents Elasticsearch refused for good (a 4xx item in a bulk answer), by
+/// `exporter`, `signal` and `reason` (the item's `error.type`, e.g.
+/// `mapper_parsing_exception`). Also counted in `EXPORTER_ITEMS_DROPPED`.
+pub const ELASTICSEARCH_ITEMS_REJECTED: &str = "otlp_gateway_elasticsearch_items_rejected_total";
+
 /// Values of the `reason` label.
 pub mod reason {
     pub const INVALID: &str = "invalid";
@@ -197,5 +203,9 @@ pub fn describe() {
         EXPORTER_REQUEST_DURATION,
         Unit::Seconds,
         "Export attempt duration."
+    );
+    describe_counter!(
+        ELASTICSEARCH_ITEMS_REJECTED,
+        "Documents Elasticsearch refused in a bulk answer, by error type."
     );
 }

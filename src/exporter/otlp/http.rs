@@ -247,7 +247,7 @@ fn error_message(body: &[u8]) -> Option<String> {
 }
 
 /// `Retry-After` as delay-seconds or an HTTP-date (RFC 9110 §10.2.3).
-pub(super) fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &HeaderValue, now: SystemTime) -> Option<Duration> {
     let text = value.to_str().ok()?.trim();
     if let Ok(seconds) = text.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
