@@ -38,23 +38,25 @@ use support::sdk::{blocking, endpoint, log_exporter, span_exporter, Client};
 // --- gateway and payloads ---
 
 /// A gateway whose traces and logs go to `[exporters.elasticsearch.es]` with `extra` settings.
-async fn gateway_to(es: &FakeElasticsearch, extra: &str) -> Gateway {
+/// `[exporters.elasticsearch.<name>]` with `extra` settings (metrics are per exporter id,
+/// and every test of this file shares one metrics recorder: a test reading them names its own).
+async fn gateway_to(es: &FakeElasticsearch, name: &str, extra: &str) -> Gateway {
     gateway::start(&format!(
         r#"
-[exporters.elasticsearch.es]
+[exporters.elasticsearch.{name}]
 endpoint = "{url}"
 timeout = "5s"
 {extra}
-[exporters.elasticsearch.es.retry_on_failure]
+[exporters.elasticsearch.{name}.retry_on_failure]
 initial_interval = "20ms"
 max_interval = "100ms"
 max_elapsed_time = "30s"
-[exporters.elasticsearch.es.sending_queue]
+[exporters.elasticsearch.{name}.sending_queue]
 num_consumers = 2
 [pipelines.traces]
-exporters = ["elasticsearch/es"]
+exporters = ["elasticsearch/{name}"]
 [pipelines.logs]
-exporters = ["elasticsearch/es"]
+exporters = ["elasticsearch/{name}"]
 "#,
         url = es.url()
     ))
@@ -153,7 +155,7 @@ fn hex(bytes: &[u8]) -> String {
 #[tokio::test]
 async fn spans_become_exact_documents() {
     let es = FakeElasticsearch::start().await;
-    let gw = gateway_to(&es, "traces_index = \"traces-{tenant}-{yyyy.MM.dd}\"").await;
+    let gw = gateway_to(&es, "es", "traces_index = \"traces-{tenant}-{yyyy.MM.dd}\"").await;
     let mut request = spans(7, &["POST /checkout"]);
     let span = &mut request.resource_spans[0].scope_spans[0].spans[0];
     span.parent_span_id = vec![1; 8];
@@ -292,7 +294,9 @@ exporters = ["elasticsearch/logs"]
                 KeyValue::new("cart.total", 99.5),
                 KeyValue::new(
                     "cart.items",
-                    opentelemetry::Value::Array(vec!["a", "b"].into()),
+                    opentelemetry::Value::Array(
+                        vec![opentelemetry::StringValue::from("a"), "b".into()].into(),
+                    ),
                 ),
             ])
             .start(&tracer);
@@ -368,6 +372,7 @@ async fn logs_go_to_a_data_stream_with_create() {
     let es = FakeElasticsearch::start().await;
     let gw = gateway_to(
         &es,
+        "es",
         "logs_index = \"logs-{tenant}.otel-default\"\ndefault_tenant = \"Shop\"",
     )
     .await;
@@ -408,7 +413,7 @@ async fn logs_go_to_a_data_stream_with_create() {
         .iter()
         .map(|d| (d.source["@timestamp"].clone(), d.source["body"].clone()))
         .collect();
-    bodies.sort_by_key(|(t, _)| t.to_string());
+    bodies.sort_by_key(|(_, body)| body["structured"]["n"].as_i64());
     assert_eq!(
         bodies[0],
         (
@@ -429,7 +434,7 @@ async fn logs_go_to_a_data_stream_with_create() {
 async fn a_retried_bulk_never_duplicates() {
     let es = FakeElasticsearch::start().await;
     es.lose_answers(1);
-    let gw = gateway_to(&es, "").await;
+    let gw = gateway_to(&es, "dup", "").await;
     post(
         &gw,
         Signal::Traces,
@@ -451,7 +456,7 @@ async fn a_retried_bulk_never_duplicates() {
     let metrics = wait_for_series(
         &gw,
         "otlp_gateway_exporter_items_sent_total",
-        &["exporter=\"elasticsearch/es\""],
+        &["exporter=\"elasticsearch/dup\""],
         5.0,
     )
     .await;
@@ -459,7 +464,7 @@ async fn a_retried_bulk_never_duplicates() {
         series(
             &metrics,
             "otlp_gateway_exporter_items_dropped_total",
-            &["exporter=\"elasticsearch/es\""]
+            &["exporter=\"elasticsearch/dup\""]
         )
         .is_none(),
         "{metrics}"
@@ -489,7 +494,7 @@ async fn wait_for_series(gw: &Gateway, name: &str, labels: &[&str], at_least: f6
 async fn an_item_429_is_retried_alone() {
     let es = FakeElasticsearch::start().await;
     es.fail_items("/name", json!("busy"), 429, 1);
-    let gw = gateway_to(&es, "").await;
+    let gw = gateway_to(&es, "busy", "").await;
     post(
         &gw,
         Signal::Traces,
@@ -507,7 +512,7 @@ async fn an_item_429_is_retried_alone() {
     let metrics = wait_for_series(
         &gw,
         "otlp_gateway_exporter_items_sent_total",
-        &["exporter=\"elasticsearch/es\""],
+        &["exporter=\"elasticsearch/busy\""],
         4.0,
     )
     .await;
@@ -515,7 +520,7 @@ async fn an_item_429_is_retried_alone() {
         series(
             &metrics,
             "otlp_gateway_exporter_retries_total",
-            &["exporter=\"elasticsearch/es\""]
+            &["exporter=\"elasticsearch/busy\""]
         ),
         Some(1.0),
         "{metrics}"
@@ -530,7 +535,7 @@ async fn an_item_400_is_dropped_and_counted() {
     let es = FakeElasticsearch::start().await;
     es.fail_items("/name", json!("poison"), 400, usize::MAX);
     es.fail_items("/name", json!("busy"), 503, 1);
-    let gw = gateway_to(&es, "").await;
+    let gw = gateway_to(&es, "poison", "").await;
     post(
         &gw,
         Signal::Traces,
@@ -542,7 +547,7 @@ async fn an_item_400_is_dropped_and_counted() {
         &gw,
         "otlp_gateway_elasticsearch_items_rejected_total",
         &[
-            "exporter=\"elasticsearch/es\"",
+            "exporter=\"elasticsearch/poison\"",
             "reason=\"document_parsing_exception\"",
         ],
         1.0,
@@ -553,7 +558,7 @@ async fn an_item_400_is_dropped_and_counted() {
             &metrics,
             "otlp_gateway_exporter_items_dropped_total",
             &[
-                "exporter=\"elasticsearch/es\"",
+                "exporter=\"elasticsearch/poison\"",
                 "reason=\"partial_success\""
             ]
         ),
@@ -580,7 +585,7 @@ async fn whole_request_failures_are_retried() {
     let es = FakeElasticsearch::start().await;
     es.fail_requests(2, 503, None);
     es.fail_requests(1, 429, Some("1"));
-    let gw = gateway_to(&es, "").await;
+    let gw = gateway_to(&es, "es", "").await;
     post(
         &gw,
         Signal::Traces,
@@ -607,7 +612,7 @@ async fn whole_request_failures_are_retried() {
 #[tokio::test]
 async fn bulk_requests_are_bounded() {
     let es = FakeElasticsearch::start().await;
-    let gw = gateway_to(&es, "bulk_max_documents = 3\ncompression = \"none\"").await;
+    let gw = gateway_to(&es, "es", "bulk_max_documents = 3\ncompression = \"none\"").await;
     let names: Vec<String> = (0..10).map(|i| format!("op-{i}")).collect();
     let names: Vec<&str> = names.iter().map(String::as_str).collect();
     post(&gw, Signal::Traces, spans(8, &names).encode_to_vec()).await;
@@ -632,7 +637,7 @@ async fn api_key_and_basic_auth_come_from_the_environment() {
     std::env::set_var("OTLP_GATEWAY_IT_ES_PASSWORD", "changeme");
     let es = FakeElasticsearch::start().await;
     es.require_authorization("ApiKey VnVhQ2ZHY0JDZGJrUW0tZTVhT3g6dWkybHAyYXhUTm1zeWFrdzl0dk5udw==");
-    let gw = gateway_to(&es, "api_key_env = \"OTLP_GATEWAY_IT_ES_API_KEY\"").await;
+    let gw = gateway_to(&es, "es", "api_key_env = \"OTLP_GATEWAY_IT_ES_API_KEY\"").await;
     post(&gw, Signal::Traces, spans(9, &["a"]).encode_to_vec()).await;
     es.wait_for_documents(1).await;
     assert!(gw.shutdown().await);
@@ -642,6 +647,7 @@ async fn api_key_and_basic_auth_come_from_the_environment() {
     es.require_authorization("Basic ZWxhc3RpYzpjaGFuZ2VtZQ==");
     let gw = gateway_to(
         &es,
+        "es",
         "user = \"elastic\"\npassword_env = \"OTLP_GATEWAY_IT_ES_PASSWORD\"",
     )
     .await;
@@ -652,12 +658,17 @@ async fn api_key_and_basic_auth_come_from_the_environment() {
     // Wrong credentials: 401, permanent: dropped and counted, not retried.
     let es = FakeElasticsearch::start().await;
     es.require_authorization("ApiKey something-else");
-    let gw = gateway_to(&es, "api_key_env = \"OTLP_GATEWAY_IT_ES_API_KEY\"").await;
+    let gw = gateway_to(
+        &es,
+        "badkey",
+        "api_key_env = \"OTLP_GATEWAY_IT_ES_API_KEY\"",
+    )
+    .await;
     post(&gw, Signal::Traces, spans(9, &["a", "b"]).encode_to_vec()).await;
     let metrics = wait_for_series(
         &gw,
         "otlp_gateway_exporter_items_dropped_total",
-        &["exporter=\"elasticsearch/es\"", "reason=\"permanent\""],
+        &["exporter=\"elasticsearch/badkey\"", "reason=\"permanent\""],
         2.0,
     )
     .await;
@@ -673,6 +684,7 @@ async fn tls_with_a_custom_ca() {
     let es = FakeElasticsearch::start_tls().await;
     let gw = gateway_to(
         &es,
+        "es",
         &format!(
             "[exporters.elasticsearch.es.tls]\nca_file = \"{}\"",
             es.ca_file().display()
