@@ -2,12 +2,20 @@
 # Runs every test of otlp-gateway on a fresh machine: installs what the tests
 # need, then checks formatting, lints and runs the whole suite.
 #
-# What the tests need: only the Rust toolchain and crates from crates.io.
-# The OTLP clients are the `opentelemetry-otlp` crates, and the downstream
-# collector is an in-process fake (tests/support/fake_otlp.rs); nothing has
-# to be installed with apt or pip for this suite.
+# What the tests need: the Rust toolchain and crates from crates.io, and
+# `osmem-server` from PyPI. The OTLP clients are the `opentelemetry-otlp`
+# crates, the downstream collector and Elasticsearch are in-process doubles
+# (tests/support/); osmem-server (an in-memory OpenSearch emulator, its binary
+# inside the wheel) is the second opinion of one Elasticsearch test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Installed once; quiet. The test it serves fails rather than skips when this is set.
+if ! python3 -c "import osmem_server" >/dev/null 2>&1; then
+  echo "== pip install osmem-server"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore osmem-server
+fi
+export OTLP_GATEWAY_REQUIRE_OSMEM=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -884,3 +884,66 @@ async fn osmem_server_reads_back_what_the_exporter_wrote() {
     drop(lines);
     let _ = child.kill().await;
 }
+
+// --- the shipped example ---
+
+/// `config.toml`'s commented `[exporters.elasticsearch.search]` example, switched on and used by
+/// the traces and logs pipelines, is valid, and every value it writes is the default.
+#[test]
+fn shipped_example_is_valid_once_uncommented() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("config.toml")).unwrap();
+    let mut out = Vec::new();
+    let mut in_example = false;
+    for line in text.lines() {
+        if line == "# [exporters.elasticsearch.search]" {
+            in_example = true;
+        } else if line.starts_with("# ---") {
+            in_example = false;
+        }
+        if !in_example {
+            out.push(line.to_owned());
+        } else if line.starts_with("# #") || line == "#" {
+            out.push(String::new());
+        } else {
+            out.push(line.strip_prefix("# ").unwrap_or(line).to_owned());
+        }
+    }
+    let ca = root.join("Cargo.toml");
+    let mut text = out
+        .join("\n")
+        .replace("/etc/otlp-gateway/es-ca.pem", &ca.display().to_string());
+    for signal in ["traces", "logs"] {
+        let from = format!("[pipelines.{signal}]\n# Exporter ids, \"<kind>/<name>\". Required.\nexporters = [\"debug/console\"]");
+        assert!(text.contains(&from), "{signal} pipeline");
+        text = text.replace(
+            &from,
+            &format!(
+                "[pipelines.{signal}]\nexporters = [\"debug/console\", \"elasticsearch/search\"]"
+            ),
+        );
+    }
+    let env = |_: &str| None;
+    let (config, warnings) =
+        otlp_gateway::config::load_and_validate_str_with(&text, "config.toml", env)
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        warnings
+            .iter()
+            .any(|w| w.starts_with("exporters.elasticsearch.search.tls (line")),
+        "{warnings:?}"
+    );
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.contains(".tls (line") || w.contains("ELASTICSEARCH_PASSWORD is not set")),
+        "{warnings:?}"
+    );
+    let search = &config.exporters.elasticsearch["search"];
+    let defaults: ElasticsearchExporterConfig = toml::from_str(&format!(
+        "endpoint = \"http://127.0.0.1:9200\"\nuser = \"elastic\"\npassword_env = \"ELASTICSEARCH_PASSWORD\"\ntls = {{ ca_file = \"{}\" }}",
+        ca.display()
+    ))
+    .unwrap();
+    assert_eq!(format!("{search:?}"), format!("{defaults:?}"));
+}
