@@ -2,11 +2,13 @@
 # Runs every test of otlp-gateway on a fresh machine: installs what the tests
 # need, then checks formatting, lints and runs the whole suite.
 #
-# What the tests need: the Rust toolchain, crates from crates.io, and a
+# What the tests need: the Rust toolchain, crates from crates.io, a
 # Prometheus server (Debian's `prometheus` package, 2.42 on bookworm) for
-# tests/prometheus_remote_write.rs, which starts it itself on a free port.
-# The OTLP clients are the `opentelemetry-otlp` crates, and the downstream
-# OTLP collector is an in-process fake (tests/support/fake_otlp.rs).
+# tests/prometheus_remote_write.rs, which starts it itself on a free port, and
+# `osmem-server` from PyPI (an in-memory OpenSearch emulator, its binary inside
+# the wheel), the second opinion of one Elasticsearch test. The OTLP clients
+# are the `opentelemetry-otlp` crates; the downstream OTLP collector and
+# Elasticsearch are in-process doubles (tests/support/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +27,13 @@ if ! command -v prometheus >/dev/null; then
     fi
 fi
 prometheus --version 2>&1 | head -n 1
+
+# Installed once; quiet. The test it serves fails rather than skips when this is set.
+if ! python3 -c "import osmem_server" >/dev/null 2>&1; then
+  echo "== pip install osmem-server"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore osmem-server
+fi
+export OTLP_GATEWAY_REQUIRE_OSMEM=1
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check

@@ -20,6 +20,7 @@
 //! that adds the kind to `config.toml`; nothing else in the gateway names it.
 
 pub mod debug;
+pub mod elasticsearch;
 pub mod otlp;
 pub mod prometheus;
 pub mod registry;

@@ -90,6 +90,7 @@ macro_rules! exporter_kinds {
 
 exporter_kinds! {
     debug => super::debug::DebugExporterConfig,
+    elasticsearch => super::elasticsearch::config::ElasticsearchExporterConfig,
     otlp => super::otlp::config::OtlpExporterConfig,
     prometheusremotewrite => super::prometheus::config::PrometheusExporterConfig,
 }
@@ -119,6 +120,9 @@ mod tests {
         for missing in ["debug/jaeger", "otlp", "zipkin/jaeger", "otlp/"] {
             assert!(config.get(missing).is_none(), "{missing}");
         }
-        assert_eq!(EXPORTER_KINDS, ["debug", "otlp", "prometheusremotewrite"]);
+        assert_eq!(
+            EXPORTER_KINDS,
+            ["debug", "elasticsearch", "otlp", "prometheusremotewrite"]
+        );
     }
 }

@@ -109,6 +109,12 @@ pub const EXPORTER_REQUEST_DURATION: &str = "otlp_gateway_exporter_request_durat
 /// `exporter::prometheus::translate::refusal`: `duplicate_label`, `delta`, …).
 pub const PROMETHEUS_POINTS_REFUSED: &str = "otlp_gateway_prometheus_points_refused_total";
 
+// --- elasticsearch exporter ---
+/// Documents Elasticsearch refused for good (a 4xx item in a bulk answer), by
+/// `exporter`, `signal` and `reason` (the item's `error.type`, e.g.
+/// `mapper_parsing_exception`). Also counted in `EXPORTER_ITEMS_DROPPED`.
+pub const ELASTICSEARCH_ITEMS_REJECTED: &str = "otlp_gateway_elasticsearch_items_rejected_total";
+
 /// Values of the `reason` label.
 pub mod reason {
     pub const INVALID: &str = "invalid";
@@ -219,5 +225,9 @@ pub fn describe() {
     describe_counter!(
         PROMETHEUS_POINTS_REFUSED,
         "Data points the remote-write exporter refused before sending, by reason."
+    );
+    describe_counter!(
+        ELASTICSEARCH_ITEMS_REJECTED,
+        "Documents Elasticsearch refused in a bulk answer, by error type."
     );
 }

@@ -1,3 +1,4 @@
+pub mod elasticsearch;
 pub mod fake_otlp;
 pub mod gateway;
 pub mod sdk;

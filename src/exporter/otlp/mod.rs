@@ -361,7 +361,7 @@ impl ExportResponse for ExportLogsServiceResponse {
 }
 
 /// Caps a server-provided message so one bad answer cannot bloat logs.
-fn truncate(mut message: String) -> String {
+pub(crate) fn truncate(mut message: String) -> String {
     if let Some((cut, _)) = message.char_indices().nth(MAX_MESSAGE_CHARS) {
         message.truncate(cut);
         message.push('…');
@@ -370,7 +370,7 @@ fn truncate(mut message: String) -> String {
 }
 
 /// `error` and its sources joined as `a: b: c` (hyper's own `Display` is terse).
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
