@@ -313,6 +313,108 @@ async fn prometheus_down_then_back_loses_nothing() {
     assert!(gw.shutdown().await, "drained");
 }
 
+/// The seed's e-commerce alert queries on span metrics: SDK spans → the
+/// spanmetrics connector → the metrics pipeline → remote-write → Prometheus.
+/// 20 server spans of `POST /pay`: 18 answered 200 in 20 ms, 2 answered 500 in
+/// 300 ms (status ERROR). The 5xx ratio is exactly 0.1 and, with bounds 10 ms,
+/// 50 ms, 100 ms, 500 ms, p99 interpolates to 0.1 + 0.4 × (19.8 − 18) / 2 = 0.46 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn span_metrics_answer_the_seed_alert_queries() {
+    use opentelemetry::trace::{Span as _, SpanKind, Status, Tracer as _, TracerProvider as _};
+    use opentelemetry_sdk::trace::SdkTracerProvider;
+    use std::time::SystemTime;
+
+    let prom = Prometheus::start().await;
+    let gw = gateway::start(&format!(
+        r#"
+[connectors.spanmetrics]
+metrics_flush_interval = "200ms"
+histogram.explicit.buckets = ["10ms", "50ms", "100ms", "500ms"]
+dimensions = [{{ name = "http.response.status_code" }}]
+[exporters.debug.spans]
+[exporters.prometheusremotewrite.red]
+endpoint = "{url}"
+timeout = "2s"
+[exporters.prometheusremotewrite.red.retry_on_failure]
+initial_interval = "50ms"
+max_interval = "200ms"
+[pipelines.traces]
+exporters = ["debug/spans"]
+[pipelines.metrics]
+exporters = ["prometheusremotewrite/red"]
+"#,
+        url = prom.write_url()
+    ))
+    .await;
+    let url = endpoint(&gw, Client::Grpc, Signal::Traces);
+    blocking(move || {
+        let provider = SdkTracerProvider::builder()
+            .with_resource(resource())
+            .with_batch_exporter(support::sdk::span_exporter(Client::Grpc, url))
+            .build();
+        let tracer = provider.tracer("shop");
+        let start = SystemTime::now();
+        for i in 0..20 {
+            let failed = i % 10 == 7;
+            let mut span = tracer
+                .span_builder("POST /pay")
+                .with_kind(SpanKind::Server)
+                .with_start_time(start)
+                .with_attributes([KeyValue::new(
+                    "http.response.status_code",
+                    if failed { 500 } else { 200 },
+                )])
+                .start(&tracer);
+            if failed {
+                span.set_status(Status::error("card declined"));
+            }
+            span.end_with_timestamp(start + Duration::from_millis(if failed { 300 } else { 20 }));
+        }
+        drop(tracer);
+        provider.force_flush().expect("flush");
+        provider.shutdown().expect("shutdown");
+    })
+    .await;
+
+    let calls = prom
+        .wait_for_value("sum(calls_total{span_name=\"POST /pay\"})", 20.0)
+        .await;
+    assert!(labels(&calls).is_empty(), "one aggregate: {calls}");
+    let errors = prom
+        .wait_for_value(
+            "calls_total{span_name=\"POST /pay\", http_response_status_code=\"500\"}",
+            2.0,
+        )
+        .await;
+    let errors = labels(&errors);
+    for expected in [
+        ("service_name", "checkout"),
+        ("span_kind", "SPAN_KIND_SERVER"),
+        ("status_code", "STATUS_CODE_ERROR"),
+    ] {
+        assert!(
+            errors.contains(&(expected.0.to_owned(), expected.1.to_owned())),
+            "{expected:?} in {errors:?}"
+        );
+    }
+    let ratio = prom
+        .query(
+            "sum(calls_total{http_response_status_code=~\"5..\"}) / sum(calls_total{span_name=\"POST /pay\"})",
+        )
+        .await;
+    let ratio = sample_value(&ratio[0]).expect("a 5xx ratio");
+    assert!((ratio - 0.1).abs() < 1e-9, "5xx ratio {ratio}");
+    prom.wait_for_value("sum(duration_seconds_count{span_name=\"POST /pay\"})", 20.0)
+        .await;
+    let p99 = prom
+        .query("histogram_quantile(0.99, sum by (le) (duration_seconds_bucket{span_name=\"POST /pay\"}))")
+        .await;
+    let p99 = sample_value(&p99[0]).expect("a p99");
+    assert!((p99 - 0.46).abs() < 1e-9, "p99 {p99}");
+    assert!(losses(&gw, "prometheusremotewrite/red").await.is_empty());
+    assert!(gw.shutdown().await, "drained");
+}
+
 /// `config.toml`'s commented `[exporters.prometheusremotewrite.prometheus]` example,
 /// uncommented and used by the metrics pipeline, is valid.
 #[test]
