@@ -5,7 +5,8 @@
 //! from the span, `tenant.id` with a default); and the cost of one flush.
 //! Thread CPU time (see `support/clock.rs`); throughput is in spans, so the
 //! time per iteration divided by 512 is the cost per span (target: 200 ns,
-//! i.e. 0.2 CPU-seconds per million spans).
+//! i.e. 0.2 CPU-seconds per million spans). `baseline/iterate_and_read_fields`
+//! is the span walk alone, for reading the others on a busy machine.
 //!
 //! `cargo bench --bench spanmetrics -- --warm-up-time 1 --measurement-time 3`
 
@@ -35,6 +36,21 @@ fn record(c: &mut Criterion<clock::Clock>) {
     let context = Context::default().with_tenant("acme");
     let mut group = c.benchmark_group("spanmetrics");
     group.throughput(Throughput::Elements(SPANS as u64));
+    // What reading the fields costs on its own (the floor of `record`), measured in the same
+    // run, so a busy machine's figures can be read against it.
+    let mut i = 0;
+    group.bench_function("baseline/iterate_and_read_fields", |b| {
+        b.iter(|| {
+            i = (i + 1) % batches.len();
+            let mut acc = 0u64;
+            for span in black_box(&batches[i]).spans() {
+                let f = span.fields();
+                acc +=
+                    f.kind as u64 + f.status_code as u64 + f.name.len() as u64 + f.duration_nanos();
+            }
+            acc
+        })
+    });
     for (name, toml) in [
         ("default_dimensions", ""),
         ("two_dimensions", TWO_DIMENSIONS),

@@ -568,28 +568,68 @@ impl<'a> SpanView<'a> {
             let Some(field) = reader.next_field() else {
                 break;
             };
-            let bit = 1u32 << (field.number & 31);
-            if seen & bit != 0 {
-                continue;
-            }
-            match (field.number, field.value) {
-                (1, Value::Len(b)) => out.trace_id = id(Some(b)),
-                (2, Value::Len(b)) => out.span_id = id(Some(b)),
-                (4, Value::Len(b)) => out.parent_span_id = id(Some(b)),
-                (5, Value::Len(b)) => out.name = std::str::from_utf8(b).unwrap_or_default(),
-                (6, Value::Varint(v)) => out.kind = v as i32,
-                (7, Value::Fixed64(v)) => out.start_time_unix_nano = v,
-                (8, Value::Fixed64(v)) => out.end_time_unix_nano = v,
-                (15, Value::Len(status)) => {
-                    out.status_code = first_varint(status, 3) as i32;
-                    out.status_message = first_str(status, 2);
-                }
-                (16, Value::Fixed32(v)) => out.flags = v,
-                _ => continue,
-            }
-            seen |= bit;
+            out.take(&mut seen, field);
         }
         out
+    }
+
+    /// [`SpanView::fields`] and, in the same pass, the value of the first
+    /// attribute named `keys[i]` into `values[i]` (`None` when absent): for
+    /// a stage that reads a few attributes of every span (span metrics'
+    /// dimensions). `values` must be as long as `keys`.
+    pub fn fields_and_attributes(
+        &self,
+        keys: &[&str],
+        values: &mut [Option<AnyValueRef<'a>>],
+    ) -> SpanFields<'a> {
+        values.fill(None);
+        if keys.is_empty() {
+            return self.fields();
+        }
+        let mut out = SpanFields::default();
+        let mut seen = 0u32;
+        let mut reader = Cursor::new(self.span);
+        while let Some(field) = reader.next_field() {
+            match (field.number, field.value) {
+                (9, Value::Len(kv)) => {
+                    let (key, rest) = split_key_value(kv);
+                    for (wanted, value) in keys.iter().zip(values.iter_mut()) {
+                        if value.is_none() && key == wanted.as_bytes() {
+                            *value = Some(rest.value());
+                        }
+                    }
+                }
+                _ => out.take(&mut seen, field),
+            }
+        }
+        out
+    }
+}
+
+impl<'a> SpanFields<'a> {
+    /// Takes `field` if it is a scalar field not `seen` yet (the first occurrence wins).
+    #[inline(always)]
+    fn take(&mut self, seen: &mut u32, field: Field<'a>) {
+        let bit = 1u32 << (field.number & 31);
+        if *seen & bit != 0 {
+            return;
+        }
+        match (field.number, field.value) {
+            (1, Value::Len(b)) => self.trace_id = id(Some(b)),
+            (2, Value::Len(b)) => self.span_id = id(Some(b)),
+            (4, Value::Len(b)) => self.parent_span_id = id(Some(b)),
+            (5, Value::Len(b)) => self.name = std::str::from_utf8(b).unwrap_or_default(),
+            (6, Value::Varint(v)) => self.kind = v as i32,
+            (7, Value::Fixed64(v)) => self.start_time_unix_nano = v,
+            (8, Value::Fixed64(v)) => self.end_time_unix_nano = v,
+            (15, Value::Len(status)) => {
+                self.status_code = first_varint(status, 3) as i32;
+                self.status_message = first_str(status, 2);
+            }
+            (16, Value::Fixed32(v)) => self.flags = v,
+            _ => return,
+        }
+        *seen |= bit;
     }
 }
 
@@ -991,6 +1031,17 @@ mod tests {
             assert_eq!(fields.status_code, view.status_code());
             assert_eq!(fields.status_message, view.status_message());
             assert_eq!(fields.flags, view.flags());
+            let keys = [
+                "http.response.status_code",
+                "tenant.id",
+                "no.such.key",
+                "db.system",
+            ];
+            let mut values = [Some(AnyValueRef::Bool(true)); 4];
+            assert_eq!(view.fields_and_attributes(&keys, &mut values), fields);
+            for (key, value) in keys.iter().zip(values) {
+                assert_eq!(value, view.attribute(key), "{key}");
+            }
 
             assert_eq!(
                 view.resource()
