@@ -947,3 +947,53 @@ fn shipped_example_is_valid_once_uncommented() {
     .unwrap();
     assert_eq!(format!("{search:?}"), format!("{defaults:?}"));
 }
+
+/// With tenancy, each batch's tenant (here from the `x-tenant-id` header, or per resource
+/// from `tenant.id`) names its index.
+#[tokio::test]
+async fn the_tenant_names_the_index() {
+    let es = FakeElasticsearch::start().await;
+    let gw = gateway::start(&format!(
+        r#"
+[exporters.elasticsearch.tenants]
+endpoint = "{url}"
+traces_index = "traces-{{tenant}}-{{yyyy.MM.dd}}"
+[pipelines.traces]
+exporters = ["elasticsearch/tenants"]
+[tenancy]
+"#,
+        url = es.url()
+    ))
+    .await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/traces", gateway::http_base(&gw)))
+        .header("content-type", "application/x-protobuf")
+        .header("x-tenant-id", "acme")
+        .body(spans(11, &["a", "b"]).encode_to_vec())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 200);
+    let mut labelled = spans(12, &["c"]);
+    labelled.resource_spans[0]
+        .resource
+        .as_mut()
+        .unwrap()
+        .attributes
+        .push(kv("tenant.id", text("globex")));
+    post(&gw, Signal::Traces, labelled.encode_to_vec()).await;
+    es.wait_for_documents(3).await;
+    assert_eq!(
+        es.documents_in("traces-acme-2023.11.14").len(),
+        2,
+        "{:?}",
+        es.documents()
+    );
+    assert_eq!(
+        es.documents_in("traces-globex-2023.11.14").len(),
+        1,
+        "{:?}",
+        es.documents()
+    );
+    assert!(gw.shutdown().await);
+}
