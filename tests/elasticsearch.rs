@@ -913,15 +913,18 @@ fn shipped_example_is_valid_once_uncommented() {
     let mut text = out
         .join("\n")
         .replace("/etc/otlp-gateway/es-ca.pem", &ca.display().to_string());
-    for signal in ["traces", "logs"] {
-        let from = format!("[pipelines.{signal}]\n# Exporter ids, \"<kind>/<name>\". Required.\nexporters = [\"debug/console\"]");
-        assert!(text.contains(&from), "{signal} pipeline");
-        text = text.replace(
-            &from,
-            &format!(
-                "[pipelines.{signal}]\nexporters = [\"debug/console\", \"elasticsearch/search\"]"
-            ),
-        );
+    for (from, to) in [
+        (
+            "[pipelines.traces]\n# Exporter ids, \"<kind>/<name>\". Required.\nexporters = [\"debug/console\"]",
+            "[pipelines.traces]\nexporters = [\"debug/console\", \"elasticsearch/search\"]\n",
+        ),
+        (
+            "[pipelines.logs]\nexporters = [\"debug/console\"]",
+            "[pipelines.logs]\nexporters = [\"debug/console\", \"elasticsearch/search\"]",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
     }
     let env = |_: &str| None;
     let (config, warnings) =
