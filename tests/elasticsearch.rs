@@ -508,6 +508,12 @@ async fn an_item_429_is_retried_alone() {
     assert_eq!(requests[1].actions.len(), 1);
     assert_eq!(requests[1].actions[0], requests[0].actions[1]);
     assert_eq!(requests[1].item_statuses(), [201]);
+    // Not at once: after the backoff (initial_interval 20ms, ±50 % jitter).
+    let waited = requests[1].received.duration_since(requests[0].received);
+    assert!(
+        waited >= Duration::from_millis(10),
+        "retried after {waited:?}"
+    );
     assert_eq!(docs.len(), 4);
     let metrics = wait_for_series(
         &gw,
