@@ -632,6 +632,46 @@ async fn bulk_requests_are_bounded() {
     assert!(gw.shutdown().await);
 }
 
+/// A batch sent as three bulk requests whose second is refused whole (503): the first's
+/// documents count as delivered, only the rest is sent again (after the backoff).
+#[tokio::test]
+async fn a_whole_request_failure_mid_batch_retries_only_the_rest() {
+    let es = FakeElasticsearch::start().await;
+    es.pass_requests(1);
+    es.fail_requests(1, 503, None);
+    let gw = gateway_to(&es, "midbatch", "bulk_max_documents = 2").await;
+    post(
+        &gw,
+        Signal::Traces,
+        spans(13, &["a", "b", "c", "d", "e"]).encode_to_vec(),
+    )
+    .await;
+    let docs = es.wait_for_documents(5).await;
+    let requests = es.requests();
+    let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 503, 200, 200], "{requests:?}");
+    let sizes: Vec<usize> = requests.iter().map(|r| r.actions.len()).collect();
+    assert_eq!(sizes, [2, 2, 2, 1]);
+    assert_eq!(requests[2].actions, requests[1].actions);
+    assert!(docs.iter().all(|d| d.version == 1));
+    let metrics = wait_for_series(
+        &gw,
+        "otlp_gateway_exporter_items_sent_total",
+        &["exporter=\"elasticsearch/midbatch\""],
+        5.0,
+    )
+    .await;
+    assert_eq!(
+        series(
+            &metrics,
+            "otlp_gateway_exporter_items_sent_total",
+            &["exporter=\"elasticsearch/midbatch\""]
+        ),
+        Some(5.0)
+    );
+    assert!(gw.shutdown().await);
+}
+
 // --- authentication and TLS ---
 
 #[tokio::test]
