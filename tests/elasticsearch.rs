@@ -508,6 +508,12 @@ async fn an_item_429_is_retried_alone() {
     assert_eq!(requests[1].actions.len(), 1);
     assert_eq!(requests[1].actions[0], requests[0].actions[1]);
     assert_eq!(requests[1].item_statuses(), [201]);
+    // Not at once: after the backoff (initial_interval 20ms, ±50 % jitter).
+    let waited = requests[1].received.duration_since(requests[0].received);
+    assert!(
+        waited >= Duration::from_millis(10),
+        "retried after {waited:?}"
+    );
     assert_eq!(docs.len(), 4);
     let metrics = wait_for_series(
         &gw,
@@ -623,6 +629,46 @@ async fn bulk_requests_are_bounded() {
         "{requests:?}"
     );
     assert_eq!(requests.iter().map(|r| r.actions.len()).sum::<usize>(), 10);
+    assert!(gw.shutdown().await);
+}
+
+/// A batch sent as three bulk requests whose second is refused whole (503): the first's
+/// documents count as delivered, only the rest is sent again (after the backoff).
+#[tokio::test]
+async fn a_whole_request_failure_mid_batch_retries_only_the_rest() {
+    let es = FakeElasticsearch::start().await;
+    es.pass_requests(1);
+    es.fail_requests(1, 503, None);
+    let gw = gateway_to(&es, "midbatch", "bulk_max_documents = 2").await;
+    post(
+        &gw,
+        Signal::Traces,
+        spans(13, &["a", "b", "c", "d", "e"]).encode_to_vec(),
+    )
+    .await;
+    let docs = es.wait_for_documents(5).await;
+    let requests = es.requests();
+    let statuses: Vec<u16> = requests.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 503, 200, 200], "{requests:?}");
+    let sizes: Vec<usize> = requests.iter().map(|r| r.actions.len()).collect();
+    assert_eq!(sizes, [2, 2, 2, 1]);
+    assert_eq!(requests[2].actions, requests[1].actions);
+    assert!(docs.iter().all(|d| d.version == 1));
+    let metrics = wait_for_series(
+        &gw,
+        "otlp_gateway_exporter_items_sent_total",
+        &["exporter=\"elasticsearch/midbatch\""],
+        5.0,
+    )
+    .await;
+    assert_eq!(
+        series(
+            &metrics,
+            "otlp_gateway_exporter_items_sent_total",
+            &["exporter=\"elasticsearch/midbatch\""]
+        ),
+        Some(5.0)
+    );
     assert!(gw.shutdown().await);
 }
 
@@ -913,15 +959,18 @@ fn shipped_example_is_valid_once_uncommented() {
     let mut text = out
         .join("\n")
         .replace("/etc/otlp-gateway/es-ca.pem", &ca.display().to_string());
-    for signal in ["traces", "logs"] {
-        let from = format!("[pipelines.{signal}]\n# Exporter ids, \"<kind>/<name>\". Required.\nexporters = [\"debug/console\"]");
-        assert!(text.contains(&from), "{signal} pipeline");
-        text = text.replace(
-            &from,
-            &format!(
-                "[pipelines.{signal}]\nexporters = [\"debug/console\", \"elasticsearch/search\"]"
-            ),
-        );
+    for (from, to) in [
+        (
+            "[pipelines.traces]\n# Exporter ids, \"<kind>/<name>\". Required.\nexporters = [\"debug/console\"]",
+            "[pipelines.traces]\nexporters = [\"debug/console\", \"elasticsearch/search\"]\n",
+        ),
+        (
+            "[pipelines.logs]\nexporters = [\"debug/console\"]",
+            "[pipelines.logs]\nexporters = [\"debug/console\", \"elasticsearch/search\"]",
+        ),
+    ] {
+        assert!(text.contains(from), "{from}");
+        text = text.replace(from, to);
     }
     let env = |_: &str| None;
     let (config, warnings) =
@@ -946,4 +995,54 @@ fn shipped_example_is_valid_once_uncommented() {
     ))
     .unwrap();
     assert_eq!(format!("{search:?}"), format!("{defaults:?}"));
+}
+
+/// With tenancy, each batch's tenant (here from the `x-tenant-id` header, or per resource
+/// from `tenant.id`) names its index.
+#[tokio::test]
+async fn the_tenant_names_the_index() {
+    let es = FakeElasticsearch::start().await;
+    let gw = gateway::start(&format!(
+        r#"
+[exporters.elasticsearch.tenants]
+endpoint = "{url}"
+traces_index = "traces-{{tenant}}-{{yyyy.MM.dd}}"
+[pipelines.traces]
+exporters = ["elasticsearch/tenants"]
+[tenancy]
+"#,
+        url = es.url()
+    ))
+    .await;
+    let response = reqwest::Client::new()
+        .post(format!("{}/v1/traces", gateway::http_base(&gw)))
+        .header("content-type", "application/x-protobuf")
+        .header("x-tenant-id", "acme")
+        .body(spans(11, &["a", "b"]).encode_to_vec())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), 200);
+    let mut labelled = spans(12, &["c"]);
+    labelled.resource_spans[0]
+        .resource
+        .as_mut()
+        .unwrap()
+        .attributes
+        .push(kv("tenant.id", text("globex")));
+    post(&gw, Signal::Traces, labelled.encode_to_vec()).await;
+    es.wait_for_documents(3).await;
+    assert_eq!(
+        es.documents_in("traces-acme-2023.11.14").len(),
+        2,
+        "{:?}",
+        es.documents()
+    );
+    assert_eq!(
+        es.documents_in("traces-globex-2023.11.14").len(),
+        1,
+        "{:?}",
+        es.documents()
+    );
+    assert!(gw.shutdown().await);
 }

@@ -252,6 +252,17 @@ impl FakeElasticsearch {
         lock(&self.state.requests).extend(std::iter::repeat_n(failure, n));
     }
 
+    /// The next `n` requests (before those already scripted to fail) are answered normally;
+    /// with [`FakeElasticsearch::fail_requests`] after it, a later request fails.
+    pub fn pass_requests(&self, n: usize) {
+        let pass = RequestFailure {
+            status: 200,
+            retry_after: None,
+            after_storing: true,
+        };
+        lock(&self.state.requests).extend(std::iter::repeat_n(pass, n));
+    }
+
     /// The next `n` requests are processed (documents stored) but answered 503
     /// whole, as when the answer is lost on the way back.
     pub fn lose_answers(&self, n: usize) {
@@ -588,7 +599,7 @@ async fn handle(state: &State, request: Request<Incoming>) -> Response<Full<Byte
         "errors": errors,
         "items": items,
     });
-    if let Some(failure) = failure {
+    if let Some(failure) = failure.filter(|f| f.status != 200) {
         let (kind, reason) = error_type(failure.status);
         return record(
             state,

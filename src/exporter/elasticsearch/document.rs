@@ -93,11 +93,32 @@ mod field {
 }
 
 /// Writes documents; holds the scratch state reused between documents.
+///
+/// Items of one resource (and scope) share its bytes, so the `resource` and
+/// `scope` members are written once per resource and copied for the next
+/// items: a writer must not outlive the batch it writes (the cache is keyed
+/// by the address of the resource's bytes).
 #[derive(Debug, Default)]
 pub struct DocumentWriter {
     /// Byte ranges (in the output) of the keys written in the objects being
     /// written, innermost last: to skip repeated keys.
     keys: Vec<(usize, usize)>,
+    resource: CachedMember,
+    scope: CachedMember,
+}
+
+/// The JSON value of a member computed from one message's bytes (empty: leave the member out).
+#[derive(Debug, Default)]
+struct CachedMember {
+    /// Address and length of the message it was made from.
+    of: Option<(usize, usize)>,
+    json: Vec<u8>,
+}
+
+impl CachedMember {
+    fn is_for(&self, message: &[u8]) -> bool {
+        self.of == Some((message.as_ptr() as usize, message.len()))
+    }
 }
 
 /// An object being written: where its keys start in [`DocumentWriter::keys`].
@@ -105,6 +126,9 @@ pub struct DocumentWriter {
 struct Object {
     keys_from: usize,
     empty: bool,
+    /// Whether its keys come from the data (attributes, maps) and may repeat; the
+    /// writer's own names never do, and are not compared.
+    checked: bool,
 }
 
 impl DocumentWriter {
@@ -132,9 +156,9 @@ impl DocumentWriter {
         if let Some(id) = fields.parent_span_id {
             self.hex_member(out, &mut doc, "parent_span_id", &id);
         }
-        let trace_state = span.trace_state();
-        if !trace_state.is_empty() {
-            self.str_member(out, &mut doc, "trace_state", trace_state);
+        let parts = SpanParts::of(span.encoded());
+        if !parts.trace_state.is_empty() && self.key(out, &mut doc, "trace_state") {
+            json_str(out, parts.trace_state);
         }
         self.str_member(out, &mut doc, "name", fields.name);
         self.str_member(out, &mut doc, "kind", span_kind(fields.kind));
@@ -149,15 +173,21 @@ impl DocumentWriter {
             }
             self.close(out, status);
         }
-        self.attributes_member(
-            out,
-            &mut doc,
-            "attributes",
-            span.encoded(),
-            field::SPAN_ATTRIBUTES,
-        );
-        self.events_member(out, &mut doc, span.encoded());
-        self.links_member(out, &mut doc, span.encoded());
+        if parts.attributes {
+            self.attributes_member(
+                out,
+                &mut doc,
+                "attributes",
+                span.encoded(),
+                field::SPAN_ATTRIBUTES,
+            );
+        }
+        if parts.events {
+            self.events_member(out, &mut doc, span.encoded());
+        }
+        if parts.links {
+            self.links_member(out, &mut doc, span.encoded());
+        }
         self.resource_member(out, &mut doc, span.resource().encoded());
         self.scope_member(out, &mut doc, span.scope().encoded());
         self.close(out, doc);
@@ -217,7 +247,8 @@ impl DocumentWriter {
 
     /// Appends `record` as an `ecs` document (no newline); `time` is its `@timestamp`.
     pub fn log_ecs(&mut self, out: &mut Vec<u8>, record: &LogRecordView<'_>, time: u64) {
-        let mut doc = self.open(out);
+        // Attributes land beside the fixed fields: every key is checked.
+        let mut doc = self.open_checked(out);
         self.timestamp_member(out, &mut doc, "@timestamp", time);
         if let Some(body) = log_body(record.encoded()) {
             if self.key(out, &mut doc, "message") {
@@ -265,19 +296,22 @@ impl DocumentWriter {
             self.str_member(out, &mut doc, "log.logger", logger);
         }
         for (key, value) in key_values(record.resource().encoded(), field::RESOURCE_ATTRIBUTES) {
-            if let Some((_, ecs)) = ECS_RESOURCE_NAMES.iter().find(|(otel, _)| *otel == key) {
-                if key == "host.name" && self.key(out, &mut doc, key) {
+            if let Some((_, ecs)) = ECS_RESOURCE_NAMES
+                .iter()
+                .find(|(otel, _)| otel.as_bytes() == key)
+            {
+                if key == b"host.name" && self.key_bytes(out, &mut doc, key) {
                     self.any_value(out, value, 0);
                 }
                 if self.key(out, &mut doc, ecs) {
                     self.any_value(out, value, 0);
                 }
-            } else if self.key(out, &mut doc, key) {
+            } else if self.key_bytes(out, &mut doc, key) {
                 self.any_value(out, value, 0);
             }
         }
         for (key, value) in key_values(record.encoded(), field::LOG_ATTRIBUTES) {
-            if self.key(out, &mut doc, key) {
+            if self.key_bytes(out, &mut doc, key) {
                 self.any_value(out, value, 0);
             }
         }
@@ -286,12 +320,21 @@ impl DocumentWriter {
 
     // --- objects and members ---
 
+    /// Opens an object whose keys are the writer's own names.
     fn open(&mut self, out: &mut Vec<u8>) -> Object {
         out.push(b'{');
         Object {
             keys_from: self.keys.len(),
             empty: true,
+            checked: false,
         }
+    }
+
+    /// Opens an object whose keys come from the data: a repeated one is skipped.
+    fn open_checked(&mut self, out: &mut Vec<u8>) -> Object {
+        let mut object = self.open(out);
+        object.checked = true;
+        object
     }
 
     fn close(&mut self, out: &mut Vec<u8>, object: Object) {
@@ -302,19 +345,27 @@ impl DocumentWriter {
     /// Writes `"key":` as the next member of `object`, unless the object has
     /// that key already: then nothing is written and the caller skips the value.
     fn key(&mut self, out: &mut Vec<u8>, object: &mut Object, key: &str) -> bool {
+        self.key_bytes(out, object, key.as_bytes())
+    }
+
+    /// [`DocumentWriter::key`] for a key as the batch holds it.
+    fn key_bytes(&mut self, out: &mut Vec<u8>, object: &mut Object, key: &[u8]) -> bool {
         let mark = out.len();
         if !object.empty {
             out.push(b',');
         }
         let start = out.len();
-        json(out, key);
+        json_str(out, key);
         let end = out.len();
-        let repeated = self.keys[object.keys_from..]
-            .iter()
-            .any(|&(s, e)| out[s..e] == out[start..end]);
-        if repeated {
-            out.truncate(mark);
-            return false;
+        if object.checked {
+            let written = &out[start..end];
+            let repeated = self.keys[object.keys_from..]
+                .iter()
+                .any(|&(s, e)| e - s == written.len() && out[s..e] == *written);
+            if repeated {
+                out.truncate(mark);
+                return false;
+            }
         }
         self.keys.push((start, end));
         out.push(b':');
@@ -324,7 +375,7 @@ impl DocumentWriter {
 
     fn str_member(&mut self, out: &mut Vec<u8>, object: &mut Object, key: &str, value: &str) {
         if self.key(out, object, key) {
-            json(out, value);
+            json_str(out, value.as_bytes());
         }
     }
 
@@ -358,38 +409,63 @@ impl DocumentWriter {
         if attributes.peek().is_none() || !self.key(out, object, key) {
             return;
         }
-        let mut inner = self.open(out);
+        let mut inner = self.open_checked(out);
         for (key, value) in attributes {
-            if self.key(out, &mut inner, key) {
+            if self.key_bytes(out, &mut inner, key) {
                 self.any_value(out, value, 1);
             }
         }
         self.close(out, inner);
     }
 
+    /// `"resource": {"attributes": {...}}`, left out when the resource has no attributes.
     fn resource_member(&mut self, out: &mut Vec<u8>, object: &mut Object, resource: &[u8]) {
-        if key_values(resource, field::RESOURCE_ATTRIBUTES)
-            .next()
-            .is_none()
-            || !self.key(out, object, "resource")
-        {
-            return;
+        if !self.resource.is_for(resource) {
+            let mut json = std::mem::take(&mut self.resource.json);
+            json.clear();
+            if key_values(resource, field::RESOURCE_ATTRIBUTES)
+                .next()
+                .is_some()
+            {
+                let mut inner = self.open(&mut json);
+                self.attributes_member(
+                    &mut json,
+                    &mut inner,
+                    "attributes",
+                    resource,
+                    field::RESOURCE_ATTRIBUTES,
+                );
+                self.close(&mut json, inner);
+            }
+            self.resource = CachedMember {
+                of: Some((resource.as_ptr() as usize, resource.len())),
+                json,
+            };
         }
-        let mut inner = self.open(out);
-        self.attributes_member(
-            out,
-            &mut inner,
-            "attributes",
-            resource,
-            field::RESOURCE_ATTRIBUTES,
-        );
-        self.close(out, inner);
+        if !self.resource.json.is_empty() && self.key(out, object, "resource") {
+            out.extend_from_slice(&self.resource.json);
+        }
     }
 
+    /// `"scope": {"name", "version", "attributes"}`, left out when there is no scope.
     fn scope_member(&mut self, out: &mut Vec<u8>, object: &mut Object, scope: &[u8]) {
-        if scope.is_empty() || !self.key(out, object, "scope") {
-            return;
+        if !self.scope.is_for(scope) {
+            let mut json = std::mem::take(&mut self.scope.json);
+            json.clear();
+            if !scope.is_empty() {
+                self.scope_value(&mut json, scope);
+            }
+            self.scope = CachedMember {
+                of: Some((scope.as_ptr() as usize, scope.len())),
+                json,
+            };
         }
+        if !self.scope.json.is_empty() && self.key(out, object, "scope") {
+            out.extend_from_slice(&self.scope.json);
+        }
+    }
+
+    fn scope_value(&mut self, out: &mut Vec<u8>, scope: &[u8]) {
         let mut inner = self.open(out);
         let name = first_str(scope, field::SCOPE_NAME);
         if !name.is_empty() {
@@ -470,7 +546,7 @@ impl DocumentWriter {
             }
         }
         match chosen {
-            Some((1, Value::Len(s))) => json(out, &*String::from_utf8_lossy(s)),
+            Some((1, Value::Len(s))) => json_str(out, s),
             Some((2, Value::Varint(v))) => json(out, &(v != 0)),
             Some((3, Value::Varint(v))) => json(out, &(v as i64)),
             Some((4, Value::Fixed64(v))) => json(out, &f64::from_bits(v)),
@@ -485,9 +561,9 @@ impl DocumentWriter {
                 out.push(b']');
             }
             Some((6, Value::Len(list))) if depth < MAX_DEPTH => {
-                let mut object = self.open(out);
+                let mut object = self.open_checked(out);
                 for (key, value) in key_values(list, field::KVLIST_VALUES) {
-                    if self.key(out, &mut object, key) {
+                    if self.key_bytes(out, &mut object, key) {
                         self.any_value(out, value, depth + 1);
                     }
                 }
@@ -517,6 +593,41 @@ fn json<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, value: &T) {
     let _ = serde_json::to_writer(&mut *out, value);
 }
 
+/// Appends `bytes` as a JSON string. The batch's strings were checked as UTF-8
+/// when it was decoded, so they are copied as they are; only `"`, `\\` and
+/// control characters are escaped (as `serde_json` does, without checking the
+/// UTF-8 again: this is the hot loop of the exporter).
+#[inline]
+fn json_str(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.reserve(bytes.len() + 2);
+    out.push(b'"');
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        if b >= 0x20 && b != b'"' && b != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&bytes[start..i]);
+        match b {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[usize::from(b >> 4)]);
+                out.push(HEX[usize::from(b & 15)]);
+            }
+        }
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
 /// Lower-case hex of `bytes`.
 pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
@@ -524,6 +635,32 @@ pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     for &b in bytes {
         out.push(DIGITS[usize::from(b >> 4)]);
         out.push(DIGITS[usize::from(b & 15)]);
+    }
+}
+
+/// What a span holds beyond [`SpanFields`], found in one pass.
+#[derive(Debug, Default)]
+struct SpanParts<'a> {
+    trace_state: &'a [u8],
+    attributes: bool,
+    events: bool,
+    links: bool,
+}
+
+impl<'a> SpanParts<'a> {
+    fn of(span: &'a [u8]) -> Self {
+        let mut parts = SpanParts::default();
+        let mut reader = Cursor::new(span);
+        while let Some(f) = reader.next_field() {
+            match (f.number, f.value) {
+                (3, Value::Len(state)) if parts.trace_state.is_empty() => parts.trace_state = state,
+                (field::SPAN_ATTRIBUTES, Value::Len(_)) => parts.attributes = true,
+                (field::SPAN_EVENTS, Value::Len(_)) => parts.events = true,
+                (field::SPAN_LINKS, Value::Len(_)) => parts.links = true,
+                _ => {}
+            }
+        }
+        parts
     }
 }
 
@@ -599,7 +736,7 @@ fn repeated(message: &[u8], number: u32) -> impl Iterator<Item = &[u8]> {
 
 /// `(key, encoded AnyValue)` of the repeated `KeyValue` field `number` of `message`
 /// (an absent value reads as an empty `AnyValue`, written as `null`).
-fn key_values(message: &[u8], number: u32) -> impl Iterator<Item = (&str, &[u8])> {
+fn key_values(message: &[u8], number: u32) -> impl Iterator<Item = (&[u8], &[u8])> {
     repeated(message, number).map(|kv| {
         let mut key: &[u8] = &[];
         let mut value: &[u8] = &[];
@@ -611,7 +748,7 @@ fn key_values(message: &[u8], number: u32) -> impl Iterator<Item = (&str, &[u8])
                 _ => {}
             }
         }
-        (std::str::from_utf8(key).unwrap_or_default(), value)
+        (key, value)
     })
 }
 
@@ -940,6 +1077,27 @@ mod tests {
         out.clear();
         DocumentWriter::new().log_ecs(&mut out, &record, T0);
         assert_eq!(parse(&out)["message"], json!("{\"event\":\"login\"}"));
+    }
+
+    #[test]
+    fn strings_are_escaped_as_serde_json_does() {
+        for text in [
+            "plain",
+            "q\"uote",
+            "back\\slash",
+            "nl\n tab\t cr\r",
+            "\u{1}\u{8}\u{c}\u{1f}",
+            "é ü 日本 🎉",
+            "",
+        ] {
+            let mut out = Vec::new();
+            json_str(&mut out, text.as_bytes());
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                serde_json::to_string(text).unwrap(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
