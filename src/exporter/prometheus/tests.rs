@@ -101,14 +101,15 @@ fn by_text(translated: &Translated) -> BTreeMap<String, Vec<Sample>> {
 }
 
 fn text(labels: &[Label]) -> String {
+    let utf8 = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
     let name = labels
         .iter()
         .find(|l| l.name == "__name__")
-        .map_or("", |l| l.value.as_str());
+        .map_or(String::new(), |l| utf8(&l.value));
     let rest: Vec<String> = labels
         .iter()
         .filter(|l| l.name != "__name__")
-        .map(|l| format!("{}=\"{}\"", l.name, l.value))
+        .map(|l| format!("{}=\"{}\"", utf8(&l.name), utf8(&l.value)))
         .collect();
     format!("{name}{{{}}}", rest.join(","))
 }
@@ -397,7 +398,7 @@ fn names_and_labels_are_sanitised_and_colliding_keys_merged() {
         "{series:#?}"
     );
     for s in &out.series {
-        let names: Vec<&str> = s.labels.iter().map(|l| l.name.as_str()).collect();
+        let names: Vec<&[u8]> = s.labels.iter().map(|l| &l.name[..]).collect();
         let mut sorted = names.clone();
         sorted.sort_unstable();
         assert_eq!(names, sorted, "labels sorted by name");
@@ -655,7 +656,7 @@ fn series(n: usize, samples: usize) -> Vec<TimeSeries> {
         .map(|i| TimeSeries {
             labels: vec![Label {
                 name: "__name__".into(),
-                value: format!("m{i}"),
+                value: format!("m{i}").into(),
             }],
             samples: (0..samples)
                 .map(|t| Sample {
@@ -686,7 +687,7 @@ fn requests_are_cut_at_max_samples_keeping_series_order() {
                 <= 4
         );
         for s in request.timeseries {
-            seen.entry(s.labels[0].value.clone())
+            seen.entry(String::from_utf8(s.labels[0].value.to_vec()).unwrap())
                 .or_default()
                 .extend(s.samples.iter().map(|x| x.timestamp));
         }
