@@ -27,7 +27,7 @@
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
 use bytes::Bytes;
@@ -41,7 +41,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::names::{label_name, metric_name, NameKind};
-use super::wire::{Label, Sample, TimeSeries, STALE_NAN};
+use super::series::SeriesSet;
+use super::wire::{Label, Sample, STALE_NAN};
 
 /// Why a data point was not sent (the `reason` label of the refusal counter).
 pub mod refusal {
@@ -111,7 +112,7 @@ impl Default for TranslateConfig {
 /// One batch translated: its series (samples sorted by time) and what was refused.
 #[derive(Debug, Default)]
 pub struct Translated {
-    pub series: Vec<TimeSeries>,
+    pub series: SeriesSet,
     /// Data points turned into samples.
     pub points: u64,
     /// Data points refused, by reason.
@@ -133,7 +134,7 @@ impl Translated {
 
     /// Samples in all series.
     pub fn samples(&self) -> usize {
-        self.series.iter().map(|s| s.samples.len()).sum()
+        self.series.samples()
     }
 }
 
@@ -154,64 +155,6 @@ struct ResourceLabels {
     base: Vec<Label>,
     /// `target_info`'s labels (base plus the other attributes), when it has others.
     info: Option<Vec<Label>>,
-}
-
-/// Series of one translation, merged by labels.
-#[derive(Default)]
-struct SeriesSet {
-    /// The first series of each label hash (foldhash, randomly seeded per process).
-    index: HashMap<u64, usize, foldhash::fast::RandomState>,
-    /// Further series whose label hash is taken (rare): scanned in turn.
-    collisions: Vec<(u64, usize)>,
-    hasher: foldhash::fast::RandomState,
-    series: Vec<TimeSeries>,
-}
-
-impl SeriesSet {
-    fn push(&mut self, labels: Vec<Label>, sample: Sample) {
-        let hash = self.hasher.hash_one(&labels);
-        let found = match self.index.get(&hash) {
-            None => None,
-            Some(&at) if self.series[at].labels == labels => Some(at),
-            Some(_) => self
-                .collisions
-                .iter()
-                .find(|(h, at)| *h == hash && self.series[*at].labels == labels)
-                .map(|(_, at)| *at),
-        };
-        if let Some(at) = found {
-            self.series[at].samples.push(sample);
-            return;
-        }
-        let at = self.series.len();
-        match self.index.entry(hash) {
-            std::collections::hash_map::Entry::Vacant(slot) => {
-                slot.insert(at);
-            }
-            std::collections::hash_map::Entry::Occupied(_) => self.collisions.push((hash, at)),
-        }
-        self.series.push(TimeSeries {
-            labels,
-            samples: vec![sample],
-            exemplars: Vec::new(),
-        });
-    }
-
-    /// The series with samples sorted by time; of equal times the last one wins
-    /// (Prometheus refuses a second, different value at one time).
-    fn finish(self) -> Vec<TimeSeries> {
-        let mut series = self.series;
-        for s in &mut series {
-            if s.samples.len() > 1 {
-                s.samples.sort_by_key(|x| x.timestamp);
-                // dedup_by keeps the first of a run: reverse so it keeps the last.
-                s.samples.reverse();
-                s.samples.dedup_by_key(|x| x.timestamp);
-                s.samples.reverse();
-            }
-        }
-        series
-    }
 }
 
 /// A data point's value in a form that delta points can be added up in.
@@ -390,7 +333,7 @@ impl Translator {
                 labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
                 if self.info_is_newer(&labels, tenant, ms) {
                     set.push(
-                        labels,
+                        labels.iter().map(|l| (&l.name[..], &l.value[..])),
                         Sample {
                             value: 1.0,
                             timestamp: ms,
@@ -399,7 +342,8 @@ impl Translator {
                 }
             }
         }
-        out.series = set.finish();
+        set.sort_samples();
+        out.series = set;
         out
     }
 
@@ -799,20 +743,20 @@ impl MetricContext<'_> {
         extra: Option<(&'static str, Bytes)>,
         sample: Sample,
     ) {
-        let mut labels = Vec::with_capacity(group.len() + 2);
-        labels.push(Label {
-            name: Bytes::from_static(NAME.as_bytes()),
-            value: name.clone(),
-        });
-        labels.extend_from_slice(group);
-        if let Some((n, v)) = extra {
-            labels.push(Label {
-                name: Bytes::from_static(n.as_bytes()),
-                value: v,
-            });
+        // `__name__` sorts before `le` and `quantile`; both go in among the
+        // group's labels (sorted, and checked not to hold them) at their place.
+        let mut specials = [Some((NAME.as_bytes(), &name[..])), None];
+        if let Some((n, v)) = &extra {
+            specials[1] = Some((n.as_bytes(), &v[..]));
         }
-        labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
-        self.set.push(labels, sample);
+        let mut specials = specials.into_iter().flatten().peekable();
+        let mut group = group.iter().map(|l| (&l.name[..], &l.value[..])).peekable();
+        let merged = std::iter::from_fn(|| match (specials.peek(), group.peek()) {
+            (Some(s), Some(g)) if s.0 < g.0 => specials.next(),
+            (Some(_), None) => specials.next(),
+            _ => group.next(),
+        });
+        self.set.push(merged, sample);
     }
 }
 
