@@ -67,10 +67,21 @@ impl SeriesSet {
         labels: impl IntoIterator<Item = (&'a [u8], &'a [u8])>,
         sample: Sample,
     ) {
+        self.push_with(
+            |out| {
+                for (name, value) in labels {
+                    put_label(out, name, value);
+                }
+            },
+            sample,
+        );
+    }
+
+    /// Adds `sample` to the series whose labels `write` encodes (sorted by name,
+    /// each with [`put_label`]).
+    pub fn push_with(&mut self, write: impl FnOnce(&mut Vec<u8>), sample: Sample) {
         let start = self.arena.len();
-        for (name, value) in labels {
-            put_label(&mut self.arena, name, value);
-        }
+        write(&mut self.arena);
         let encoded = &self.arena[start..];
         let hash = self.hasher.hash_one(encoded);
         let same = |e: &Entry| self.arena[e.labels.clone()] == *encoded;
@@ -166,7 +177,7 @@ impl SeriesSet {
 }
 
 /// `TimeSeries.labels` field with one `Label { name = 1, value = 2 }`.
-fn put_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+pub fn put_label(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     let inner = 2
         + encoded_len_varint(name.len() as u64)
         + name.len()

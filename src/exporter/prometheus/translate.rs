@@ -41,7 +41,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::names::{label_name, metric_name, NameKind};
-use super::series::SeriesSet;
+use super::series::{put_label, SeriesSet};
 use super::wire::{Label, Sample, STALE_NAN};
 
 /// Why a data point was not sent (the `reason` label of the refusal counter).
@@ -656,6 +656,12 @@ impl MetricContext<'_> {
             timestamp: ms,
         };
         let names = self.names;
+        let extra = match value {
+            Value::Histogram { .. } => LE,
+            Value::Summary { .. } => QUANTILE,
+            Value::Number(_) => NAME,
+        };
+        let group = EncodedGroup::new(&group, extra);
         match value {
             Value::Number(v) => self.emit(&group, &names.name, None, sample(v)),
             Value::Histogram {
@@ -738,25 +744,61 @@ impl MetricContext<'_> {
 
     fn emit(
         &mut self,
-        group: &[Label],
+        group: &EncodedGroup,
         name: &Bytes,
         extra: Option<(&'static str, Bytes)>,
         sample: Sample,
     ) {
-        // `__name__` sorts before `le` and `quantile`; both go in among the
-        // group's labels (sorted, and checked not to hold them) at their place.
-        let mut specials = [Some((NAME.as_bytes(), &name[..])), None];
-        if let Some((n, v)) = &extra {
-            specials[1] = Some((n.as_bytes(), &v[..]));
+        let bytes = &group.bytes;
+        self.set.push_with(
+            |out| {
+                out.extend_from_slice(&bytes[..group.name_at]);
+                put_label(out, NAME.as_bytes(), name);
+                match &extra {
+                    Some((n, v)) => {
+                        out.extend_from_slice(&bytes[group.name_at..group.extra_at]);
+                        put_label(out, n.as_bytes(), v);
+                        out.extend_from_slice(&bytes[group.extra_at..]);
+                    }
+                    None => out.extend_from_slice(&bytes[group.name_at..]),
+                }
+            },
+            sample,
+        );
+    }
+}
+
+/// A point's labels (sorted, without `__name__`, `le`, `quantile`) encoded once,
+/// with the places where `__name__` and the extra label go in.
+struct EncodedGroup {
+    bytes: Vec<u8>,
+    /// Where `__name__` goes: before the first label named after it.
+    name_at: usize,
+    /// Where the extra label (`le` or `quantile`) goes; at or after `name_at`.
+    extra_at: usize,
+}
+
+impl EncodedGroup {
+    fn new(group: &[Label], extra: &str) -> Self {
+        let mut bytes = Vec::with_capacity(group.len() * 32);
+        let mut name_at = None;
+        let mut extra_at = None;
+        for label in group {
+            if name_at.is_none() && label.name[..] > *NAME.as_bytes() {
+                name_at = Some(bytes.len());
+            }
+            if extra_at.is_none() && label.name[..] > *extra.as_bytes() {
+                extra_at = Some(bytes.len());
+            }
+            put_label(&mut bytes, &label.name, &label.value);
         }
-        let mut specials = specials.into_iter().flatten().peekable();
-        let mut group = group.iter().map(|l| (&l.name[..], &l.value[..])).peekable();
-        let merged = std::iter::from_fn(|| match (specials.peek(), group.peek()) {
-            (Some(s), Some(g)) if s.0 < g.0 => specials.next(),
-            (Some(_), None) => specials.next(),
-            _ => group.next(),
-        });
-        self.set.push(merged, sample);
+        let name_at = name_at.unwrap_or(bytes.len());
+        let extra_at = extra_at.unwrap_or(bytes.len()).max(name_at);
+        EncodedGroup {
+            bytes,
+            name_at,
+            extra_at,
+        }
     }
 }
 
