@@ -645,7 +645,7 @@ mod tests {
             errors(toml),
             [
                 "pipelines.traces.exporters[0]: invalid exporter id \"console\": expected \"<kind>/<name>\", e.g. \"debug/console\"",
-                "pipelines.traces.exporters[1]: unknown exporter kind \"jaeger\" in \"jaeger/x\"; kinds are debug, otlp",
+                "pipelines.traces.exporters[1]: unknown exporter kind \"jaeger\" in \"jaeger/x\"; kinds are debug, otlp, prometheusremotewrite",
                 "pipelines.traces.exporters[2]: unknown exporter \"otlp/x\"; defined: debug/console",
                 "pipelines.traces.exporters[4]: exporter \"debug/console\" is listed twice",
                 "pipelines.logs.exporters: must name at least one exporter",
