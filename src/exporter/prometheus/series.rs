@@ -36,7 +36,30 @@ pub struct SeriesSet {
 #[derive(Debug)]
 struct Entry {
     labels: Range<usize>,
-    samples: Vec<Sample>,
+    samples: Samples,
+}
+
+/// A series' samples: nearly always one per batch, kept without an allocation.
+#[derive(Debug)]
+enum Samples {
+    One(Sample),
+    Many(Vec<Sample>),
+}
+
+impl Samples {
+    fn as_slice(&self) -> &[Sample] {
+        match self {
+            Samples::One(sample) => std::slice::from_ref(sample),
+            Samples::Many(samples) => samples,
+        }
+    }
+
+    fn push(&mut self, sample: Sample) {
+        match self {
+            Samples::One(first) => *self = Samples::Many(vec![*first, sample]),
+            Samples::Many(samples) => samples.push(sample),
+        }
+    }
 }
 
 /// One request's worth of series: `WriteRequest` protobuf, not compressed.
@@ -58,7 +81,7 @@ impl SeriesSet {
 
     /// Samples in all series.
     pub fn samples(&self) -> usize {
-        self.series.iter().map(|e| e.samples.len()).sum()
+        self.series.iter().map(|e| e.samples.as_slice().len()).sum()
     }
 
     /// Adds `sample` to the series with `labels`, given sorted by name.
@@ -108,7 +131,7 @@ impl SeriesSet {
         }
         self.series.push(Entry {
             labels: start..self.arena.len(),
-            samples: vec![sample],
+            samples: Samples::One(sample),
         });
     }
 
@@ -116,8 +139,7 @@ impl SeriesSet {
     /// wins (Prometheus refuses a second, different value at one time).
     pub fn sort_samples(&mut self) {
         for entry in &mut self.series {
-            let samples = &mut entry.samples;
-            if samples.len() > 1 {
+            if let Samples::Many(samples) = &mut entry.samples {
                 samples.sort_by_key(|x| x.timestamp);
                 // dedup keeps the first of a run: reverse so it keeps the last.
                 samples.reverse();
@@ -135,7 +157,7 @@ impl SeriesSet {
                 // The arena holds exactly a TimeSeries' label fields.
                 let mut series =
                     TimeSeries::decode(&self.arena[e.labels.clone()]).unwrap_or_default();
-                series.samples.clone_from(&e.samples);
+                series.samples = e.samples.as_slice().to_vec();
                 series
             })
             .collect()
