@@ -16,7 +16,7 @@ if ! command -v prometheus >/dev/null; then
     if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
     $sudo apt-get update -qq
     # The package may try to start its service on :9090; the tests never use it.
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq prometheus >/dev/null
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
     if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
         $sudo systemctl stop prometheus || true
         $sudo systemctl disable prometheus || true
@@ -24,7 +24,7 @@ if ! command -v prometheus >/dev/null; then
         $sudo service prometheus stop >/dev/null 2>&1 || true
     fi
 fi
-prometheus --version 2>&1 | head -n 1
+prometheus --version 2>&1 | sed -n 1p
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
