@@ -12,6 +12,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={file}");
     }
     let descriptors = protox::compile(&files, ["proto"])?;
-    prost_build::Config::new().compile_fds(descriptors)?;
+    prost_build::Config::new()
+        // Shared label buffers in remote-write series (see proto/prometheus/types.proto).
+        .bytes([".prometheus.Label"])
+        .compile_fds(descriptors)?;
     Ok(())
 }

@@ -18,7 +18,7 @@ if ! command -v prometheus >/dev/null; then
     if [ "$(id -u)" != 0 ]; then sudo="sudo"; fi
     $sudo apt-get update -qq
     # The package may try to start its service on :9090; the tests never use it.
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq prometheus >/dev/null
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
     if command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
         $sudo systemctl stop prometheus || true
         $sudo systemctl disable prometheus || true
@@ -26,7 +26,7 @@ if ! command -v prometheus >/dev/null; then
         $sudo service prometheus stop >/dev/null 2>&1 || true
     fi
 fi
-prometheus --version 2>&1 | head -n 1
+prometheus --version 2>&1 | sed -n 1p
 
 # Installed once; quiet. The test it serves fails rather than skips when this is set.
 if ! python3 -c "import osmem_server" >/dev/null 2>&1; then

@@ -29,6 +29,7 @@
 
 pub mod config;
 pub mod names;
+pub mod series;
 pub mod translate;
 pub mod wire;
 
@@ -60,8 +61,8 @@ use crate::model::{Batch, Context, Envelope, Signal};
 use crate::telemetry::metrics::PROMETHEUS_POINTS_REFUSED;
 
 use self::config::{secret_from_env, PrometheusExporterConfig, EXPORTER_HEADERS};
+use self::series::SeriesSet;
 use self::translate::{resource_key, Translator};
-use self::wire::TimeSeries;
 
 /// `User-Agent` of every request.
 const USER_AGENT: &str = concat!("otlp-gateway/", env!("CARGO_PKG_VERSION"));
@@ -428,68 +429,43 @@ impl Exporter for PrometheusExporter {
     }
 }
 
-/// Cuts `series` into requests of at most `max_samples` samples (a series
-/// with more is split, its samples staying in time order across requests),
-/// and shares `items` out over them by their samples.
+/// Cuts `series` into snappy-compressed requests of at most `max_samples`
+/// samples (a series with more is split, its samples staying in time order
+/// across requests), and shares `items` out over them by their samples.
 fn split_parts(
-    series: Vec<TimeSeries>,
+    series: SeriesSet,
     max_samples: usize,
     items: u64,
 ) -> Result<VecDeque<Part>, ExportError> {
-    let total: usize = series.iter().map(|s| s.samples.len()).sum();
-    let mut chunks: Vec<(Vec<TimeSeries>, usize)> = Vec::new();
-    let mut current: Vec<TimeSeries> = Vec::new();
-    let mut room = max_samples;
-    for mut s in series {
-        while s.samples.len() > room {
-            let rest = s.samples.split_off(room);
-            let head = TimeSeries {
-                labels: s.labels.clone(),
-                samples: std::mem::replace(&mut s.samples, rest),
-                exemplars: Vec::new(),
-            };
-            if !head.samples.is_empty() {
-                current.push(head);
-            }
-            chunks.push((std::mem::take(&mut current), max_samples));
-            room = max_samples;
-        }
-        room -= s.samples.len();
-        current.push(s);
-        if room == 0 {
-            chunks.push((std::mem::take(&mut current), max_samples));
-            room = max_samples;
-        }
-    }
-    if !current.is_empty() {
-        chunks.push((current, max_samples - room));
-    }
-    let mut parts = VecDeque::with_capacity(chunks.len());
+    let total = series.samples().max(1) as u128;
+    let snappy = |raw: &[u8]| {
+        snap::raw::Encoder::new()
+            .compress_vec(raw)
+            .map(Bytes::from)
+            .map_err(|e| ExportError::Permanent {
+                reason: format!("snappy: {e}").into(),
+            })
+    };
+    let mut parts = VecDeque::new();
     let mut samples_before = 0u128;
     let mut items_before = 0u64;
-    for (chunk, samples) in chunks {
-        samples_before += samples as u128;
+    for chunk in series.into_chunks(max_samples) {
+        samples_before += chunk.samples as u128;
         // Items up to and including this chunk, in proportion to samples.
         let items_through =
-            u64::try_from(u128::from(items) * samples_before / (total.max(1) as u128))
-                .unwrap_or(items);
-        let body = wire::encode(chunk).map_err(|e| ExportError::Permanent {
-            reason: format!("snappy: {e}").into(),
-        })?;
+            u64::try_from(u128::from(items) * samples_before / total).unwrap_or(items);
         parts.push_back(Part {
-            body,
+            body: snappy(&chunk.body)?,
             items: items_through - items_before,
         });
         items_before = items_through;
     }
-    // A batch whose points all became zero samples still counts as delivered.
+    // A batch whose points all became no samples still counts as delivered.
     if let Some(last) = parts.back_mut() {
         last.items += items - items_before;
     } else if items > 0 {
         parts.push_back(Part {
-            body: wire::encode(Vec::new()).map_err(|e| ExportError::Permanent {
-                reason: format!("snappy: {e}").into(),
-            })?,
+            body: snappy(&[])?,
             items,
         });
     }

@@ -95,20 +95,22 @@ fn translate(config: TranslateConfig, request: &ExportMetricsServiceRequest) -> 
 fn by_text(translated: &Translated) -> BTreeMap<String, Vec<Sample>> {
     translated
         .series
+        .to_time_series()
         .iter()
         .map(|s| (text(&s.labels), s.samples.clone()))
         .collect()
 }
 
 fn text(labels: &[Label]) -> String {
+    let utf8 = |b: &Bytes| String::from_utf8(b.to_vec()).unwrap();
     let name = labels
         .iter()
         .find(|l| l.name == "__name__")
-        .map_or("", |l| l.value.as_str());
+        .map_or(String::new(), |l| utf8(&l.value));
     let rest: Vec<String> = labels
         .iter()
         .filter(|l| l.name != "__name__")
-        .map(|l| format!("{}=\"{}\"", l.name, l.value))
+        .map(|l| format!("{}=\"{}\"", utf8(&l.name), utf8(&l.value)))
         .collect();
     format!("{name}{{{}}}", rest.join(","))
 }
@@ -396,8 +398,8 @@ fn names_and_labels_are_sanitised_and_colliding_keys_merged() {
         ),
         "{series:#?}"
     );
-    for s in &out.series {
-        let names: Vec<&str> = s.labels.iter().map(|l| l.name.as_str()).collect();
+    for s in &out.series.to_time_series() {
+        let names: Vec<&[u8]> = s.labels.iter().map(|l| &l.name[..]).collect();
         let mut sorted = names.clone();
         sorted.sort_unstable();
         assert_eq!(names, sorted, "labels sorted by name");
@@ -523,12 +525,12 @@ fn delta_sums_and_histograms_become_cumulative() {
     let mut seen = Vec::new();
     for (i, v) in [3.0, 4.0, 0.0, 5.0].into_iter().enumerate() {
         let out = translator.translate(&delta_sum(T0 + i as u64 * 1_000_000_000, v), None);
-        seen.push(out.series[0].samples[0].value);
+        seen.push(out.series.to_time_series()[0].samples[0].value);
     }
     assert_eq!(seen, [3.0, 7.0, 7.0, 12.0]);
     // Another tenant's series of the same name starts from zero.
     let other = translator.translate(&delta_sum(T0, 1.0), Some("acme"));
-    assert_eq!(other.series[0].samples[0].value, 1.0);
+    assert_eq!(other.series.to_time_series()[0].samples[0].value, 1.0);
     // An older point than the last is refused, counted.
     let late = translator.translate(&delta_sum(T0, 1.0), None);
     assert_eq!(late.refused, [(refusal::DELTA_OUT_OF_ORDER, 1)]);
@@ -623,7 +625,8 @@ fn samples_are_sorted_per_series_and_stale_points_marked() {
     );
     let out = translate(TranslateConfig::default(), &req);
     assert_eq!(out.series.len(), 1);
-    let samples = &out.series[0].samples;
+    let series = out.series.to_time_series();
+    let samples = &series[0].samples;
     let times: Vec<i64> = samples.iter().map(|s| s.timestamp).collect();
     assert_eq!(times, [MS, MS + 1, MS + 2, MS + 3]);
     assert_eq!(samples[3].value.to_bits(), STALE_NAN);
@@ -650,22 +653,22 @@ fn suffixes_can_be_turned_off() {
     assert!(by_text(&translate(config, &req)).contains_key("http_requests{job=\"api\"}"));
 }
 
-fn series(n: usize, samples: usize) -> Vec<TimeSeries> {
-    (0..n)
-        .map(|i| TimeSeries {
-            labels: vec![Label {
-                name: "__name__".into(),
-                value: format!("m{i}"),
-            }],
-            samples: (0..samples)
-                .map(|t| Sample {
+fn series(n: usize, samples: usize) -> SeriesSet {
+    let mut set = SeriesSet::default();
+    for i in 0..n {
+        let name = format!("m{i}");
+        for t in 0..samples {
+            let labels: [(&[u8], &[u8]); 1] = [(b"__name__", name.as_bytes())];
+            set.push(
+                labels,
+                Sample {
                     value: t as f64,
                     timestamp: t as i64,
-                })
-                .collect(),
-            exemplars: Vec::new(),
-        })
-        .collect()
+                },
+            );
+        }
+    }
+    set
 }
 
 #[test]
@@ -686,7 +689,7 @@ fn requests_are_cut_at_max_samples_keeping_series_order() {
                 <= 4
         );
         for s in request.timeseries {
-            seen.entry(s.labels[0].value.clone())
+            seen.entry(String::from_utf8(s.labels[0].value.to_vec()).unwrap())
                 .or_default()
                 .extend(s.samples.iter().map(|x| x.timestamp));
         }
@@ -695,7 +698,7 @@ fn requests_are_cut_at_max_samples_keeping_series_order() {
         assert_eq!(times, &[0, 1, 2, 3, 4]);
     }
     // Nothing to send still carries its items.
-    let parts = split_parts(Vec::new(), 4, 2).unwrap();
+    let parts = split_parts(SeriesSet::default(), 4, 2).unwrap();
     assert_eq!(parts.iter().map(|p| p.items).sum::<u64>(), 2);
 }
 

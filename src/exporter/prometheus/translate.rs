@@ -30,6 +30,8 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::Mutex;
 
+use bytes::Bytes;
+
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{
@@ -39,7 +41,8 @@ use opentelemetry_proto::tonic::metrics::v1::{
 };
 
 use super::names::{label_name, metric_name, NameKind};
-use super::wire::{Label, Sample, TimeSeries, STALE_NAN};
+use super::series::{put_label, SeriesSet};
+use super::wire::{Label, Sample, STALE_NAN};
 
 /// Why a data point was not sent (the `reason` label of the refusal counter).
 pub mod refusal {
@@ -109,7 +112,7 @@ impl Default for TranslateConfig {
 /// One batch translated: its series (samples sorted by time) and what was refused.
 #[derive(Debug, Default)]
 pub struct Translated {
-    pub series: Vec<TimeSeries>,
+    pub series: SeriesSet,
     /// Data points turned into samples.
     pub points: u64,
     /// Data points refused, by reason.
@@ -131,7 +134,7 @@ impl Translated {
 
     /// Samples in all series.
     pub fn samples(&self) -> usize {
-        self.series.iter().map(|s| s.samples.len()).sum()
+        self.series.samples()
     }
 }
 
@@ -152,48 +155,6 @@ struct ResourceLabels {
     base: Vec<Label>,
     /// `target_info`'s labels (base plus the other attributes), when it has others.
     info: Option<Vec<Label>>,
-}
-
-/// Series of one translation, merged by labels.
-#[derive(Default)]
-struct SeriesSet {
-    /// Series indexes by a hash of their labels (colliding ones share a list).
-    index: HashMap<u64, Vec<usize>>,
-    series: Vec<TimeSeries>,
-}
-
-impl SeriesSet {
-    fn push(&mut self, labels: Vec<Label>, sample: Sample) {
-        let mut hasher = DefaultHasher::new();
-        labels.hash(&mut hasher);
-        let slot = self.index.entry(hasher.finish()).or_default();
-        if let Some(&at) = slot.iter().find(|&&at| self.series[at].labels == labels) {
-            self.series[at].samples.push(sample);
-            return;
-        }
-        slot.push(self.series.len());
-        self.series.push(TimeSeries {
-            labels,
-            samples: vec![sample],
-            exemplars: Vec::new(),
-        });
-    }
-
-    /// The series with samples sorted by time; of equal times the last one wins
-    /// (Prometheus refuses a second, different value at one time).
-    fn finish(self) -> Vec<TimeSeries> {
-        let mut series = self.series;
-        for s in &mut series {
-            if s.samples.len() > 1 {
-                s.samples.sort_by_key(|x| x.timestamp);
-                // dedup_by keeps the first of a run: reverse so it keeps the last.
-                s.samples.reverse();
-                s.samples.dedup_by_key(|x| x.timestamp);
-                s.samples.reverse();
-            }
-        }
-        series
-    }
 }
 
 /// A data point's value in a form that delta points can be added up in.
@@ -368,11 +329,11 @@ impl Translator {
             }
             if let (Some(info), Some(ms)) = (resource.info, latest_ms) {
                 let mut labels = info;
-                labels.push(label("__name__", "target_info"));
-                labels.sort_by(|a, b| a.name.cmp(&b.name));
+                labels.push(label(NAME, "target_info"));
+                labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
                 if self.info_is_newer(&labels, tenant, ms) {
                     set.push(
-                        labels,
+                        labels.iter().map(|l| (&l.name[..], &l.value[..])),
                         Sample {
                             value: 1.0,
                             timestamp: ms,
@@ -381,7 +342,8 @@ impl Translator {
                 }
             }
         }
-        out.series = set.finish();
+        set.sort_samples();
+        out.series = set;
         out
     }
 
@@ -441,7 +403,7 @@ impl Translator {
                 .into_iter()
                 .filter(|l| !reserved(l)),
         );
-        base.sort_by(|a, b| a.name.cmp(&b.name));
+        base.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         let info = if self.config.target_info {
             let others: Vec<&KeyValue> = attributes
                 .iter()
@@ -492,9 +454,12 @@ impl Translator {
             Data::Summary(_) => (NameKind::Other, None),
         };
         let name = metric_name(&metric.name, &metric.unit, kind, suffixes);
+        let empty = name.is_empty();
+        let names = SeriesNames::new(name);
         let mut ctx = MetricContext {
             translator: self,
-            name: &name,
+            names: &names,
+            le_cache: Vec::new(),
             resource,
             tenant,
             delta: false,
@@ -514,7 +479,7 @@ impl Translator {
                 ctx.out.refuse(reason);
             }
         };
-        if name.is_empty() {
+        if empty {
             return refuse_all(&mut ctx, refusal::INVALID_NAME);
         }
         if let Some(temporality) = temporality {
@@ -539,10 +504,32 @@ impl Translator {
     }
 }
 
+/// The series names of one metric, shared by all its series.
+struct SeriesNames {
+    name: Bytes,
+    bucket: Bytes,
+    sum: Bytes,
+    count: Bytes,
+}
+
+impl SeriesNames {
+    fn new(name: String) -> Self {
+        let with = |suffix: &str| Bytes::from(format!("{name}{suffix}"));
+        SeriesNames {
+            bucket: with("_bucket"),
+            sum: with("_sum"),
+            count: with("_count"),
+            name: Bytes::from(name),
+        }
+    }
+}
+
 /// What translating one metric's points needs.
 struct MetricContext<'a> {
     translator: &'a Translator,
-    name: &'a str,
+    names: &'a SeriesNames,
+    /// `le` label values of the bounds seen in this metric (points usually share them).
+    le_cache: Vec<(u64, Bytes)>,
     resource: &'a ResourceLabels,
     tenant: Option<&'a str>,
     /// Points are deltas, to be added up.
@@ -668,23 +655,30 @@ impl MetricContext<'_> {
             value: if stale { f64::from_bits(STALE_NAN) } else { v },
             timestamp: ms,
         };
+        let names = self.names;
+        let extra = match value {
+            Value::Histogram { .. } => LE,
+            Value::Summary { .. } => QUANTILE,
+            Value::Number(_) => NAME,
+        };
+        let group = EncodedGroup::new(&group, extra);
         match value {
-            Value::Number(v) => self.emit(&group, self.name, None, sample(v)),
+            Value::Number(v) => self.emit(&group, &names.name, None, sample(v)),
             Value::Histogram {
                 buckets,
                 count,
                 sum,
             } => {
-                let bucket = format!("{}_bucket", self.name);
                 for (le, n) in buckets {
-                    let le = format_float(le);
-                    self.emit(&group, &bucket, Some(("le", &le)), sample(n));
+                    let le = self.le_value(le);
+                    self.emit(&group, &names.bucket, Some((LE, le)), sample(n));
                 }
-                self.emit(&group, &bucket, Some(("le", "+Inf")), sample(count));
+                let inf = Bytes::from_static(b"+Inf");
+                self.emit(&group, &names.bucket, Some((LE, inf)), sample(count));
                 if let Some(sum) = sum {
-                    self.emit(&group, &format!("{}_sum", self.name), None, sample(sum));
+                    self.emit(&group, &names.sum, None, sample(sum));
                 }
-                self.emit(&group, &format!("{}_count", self.name), None, sample(count));
+                self.emit(&group, &names.count, None, sample(count));
             }
             Value::Summary {
                 quantiles,
@@ -692,13 +686,26 @@ impl MetricContext<'_> {
                 sum,
             } => {
                 for (q, v) in quantiles {
-                    let q = format_float(q);
-                    self.emit(&group, self.name, Some(("quantile", &q)), sample(v));
+                    let q = Bytes::from(format_float(q));
+                    self.emit(&group, &names.name, Some((QUANTILE, q)), sample(v));
                 }
-                self.emit(&group, &format!("{}_sum", self.name), None, sample(sum));
-                self.emit(&group, &format!("{}_count", self.name), None, sample(count));
+                self.emit(&group, &names.sum, None, sample(sum));
+                self.emit(&group, &names.count, None, sample(count));
             }
         }
+    }
+
+    /// The `le` label value of bound `le`, formatted once per metric.
+    fn le_value(&mut self, le: f64) -> Bytes {
+        let bits = le.to_bits();
+        if let Some((_, text)) = self.le_cache.iter().find(|(b, _)| *b == bits) {
+            return text.clone();
+        }
+        let text = Bytes::from(format_float(le));
+        if self.le_cache.len() < 256 {
+            self.le_cache.push((bits, text.clone()));
+        }
+        text
     }
 
     /// The resource's labels and the point's, sorted; `None` when a name repeats
@@ -706,13 +713,13 @@ impl MetricContext<'_> {
     fn group_labels(&self, attributes: &[KeyValue], value: &Value) -> Option<Vec<Label>> {
         let mut labels = self.resource.base.clone();
         labels.extend(merge_attributes(attributes.iter().collect()));
-        labels.sort_by(|a, b| a.name.cmp(&b.name));
+        labels.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         if labels.windows(2).any(|w| w[0].name == w[1].name) {
             return None;
         }
         let extra = match value {
-            Value::Histogram { .. } => Some("le"),
-            Value::Summary { .. } => Some("quantile"),
+            Value::Histogram { .. } => Some(LE),
+            Value::Summary { .. } => Some(QUANTILE),
             Value::Number(_) => None,
         };
         if let Some(extra) = extra {
@@ -727,7 +734,7 @@ impl MetricContext<'_> {
     fn series_key(&self, group: &[Label]) -> u64 {
         let mut hasher = DefaultHasher::new();
         self.tenant.hash(&mut hasher);
-        self.name.hash(&mut hasher);
+        self.names.name.hash(&mut hasher);
         for l in group {
             l.name.hash(&mut hasher);
             l.value.hash(&mut hasher);
@@ -735,17 +742,72 @@ impl MetricContext<'_> {
         hasher.finish()
     }
 
-    fn emit(&mut self, group: &[Label], name: &str, extra: Option<(&str, &str)>, sample: Sample) {
-        let mut labels = Vec::with_capacity(group.len() + 2);
-        labels.push(label("__name__", name));
-        labels.extend_from_slice(group);
-        if let Some((n, v)) = extra {
-            labels.push(label(n, v));
-        }
-        labels.sort_by(|a, b| a.name.cmp(&b.name));
-        self.set.push(labels, sample);
+    fn emit(
+        &mut self,
+        group: &EncodedGroup,
+        name: &Bytes,
+        extra: Option<(&'static str, Bytes)>,
+        sample: Sample,
+    ) {
+        let bytes = &group.bytes;
+        self.set.push_with(
+            |out| {
+                out.extend_from_slice(&bytes[..group.name_at]);
+                put_label(out, NAME.as_bytes(), name);
+                match &extra {
+                    Some((n, v)) => {
+                        out.extend_from_slice(&bytes[group.name_at..group.extra_at]);
+                        put_label(out, n.as_bytes(), v);
+                        out.extend_from_slice(&bytes[group.extra_at..]);
+                    }
+                    None => out.extend_from_slice(&bytes[group.name_at..]),
+                }
+            },
+            sample,
+        );
     }
 }
+
+/// A point's labels (sorted, without `__name__`, `le`, `quantile`) encoded once,
+/// with the places where `__name__` and the extra label go in.
+struct EncodedGroup {
+    bytes: Vec<u8>,
+    /// Where `__name__` goes: before the first label named after it.
+    name_at: usize,
+    /// Where the extra label (`le` or `quantile`) goes; at or after `name_at`.
+    extra_at: usize,
+}
+
+impl EncodedGroup {
+    fn new(group: &[Label], extra: &str) -> Self {
+        let mut bytes = Vec::with_capacity(group.len() * 32);
+        let mut name_at = None;
+        let mut extra_at = None;
+        for label in group {
+            if name_at.is_none() && label.name[..] > *NAME.as_bytes() {
+                name_at = Some(bytes.len());
+            }
+            if extra_at.is_none() && label.name[..] > *extra.as_bytes() {
+                extra_at = Some(bytes.len());
+            }
+            put_label(&mut bytes, &label.name, &label.value);
+        }
+        let name_at = name_at.unwrap_or(bytes.len());
+        let extra_at = extra_at.unwrap_or(bytes.len()).max(name_at);
+        EncodedGroup {
+            bytes,
+            name_at,
+            extra_at,
+        }
+    }
+}
+
+/// The metric name label.
+const NAME: &str = "__name__";
+/// The bucket bound label of histograms.
+const LE: &str = "le";
+/// The quantile label of summaries.
+const QUANTILE: &str = "quantile";
 
 /// Cumulative counts per upper bound of an exponential histogram: negative
 /// buckets (most negative first), the zero bucket, positive buckets.
@@ -795,22 +857,27 @@ fn merge_attributes(attributes: Vec<&KeyValue>) -> Vec<Label> {
         .collect();
     named.sort_by(|a, b| (&a.0, a.1).cmp(&(&b.0, b.1)));
     let mut labels: Vec<Label> = Vec::with_capacity(named.len());
+    let mut merged: Vec<(String, String)> = Vec::with_capacity(named.len());
     for (name, _, value) in named {
-        match labels.last_mut() {
-            Some(last) if last.name == name => {
-                last.value.push(';');
-                last.value.push_str(&value);
+        match merged.last_mut() {
+            Some(last) if last.0 == name => {
+                last.1.push(';');
+                last.1.push_str(&value);
             }
-            _ => labels.push(Label { name, value }),
+            _ => merged.push((name, value)),
         }
     }
+    labels.extend(merged.into_iter().map(|(name, value)| Label {
+        name: Bytes::from(name),
+        value: Bytes::from(value),
+    }));
     labels
 }
 
-fn label(name: &str, value: &str) -> Label {
+fn label(name: &'static str, value: &str) -> Label {
     Label {
-        name: name.to_owned(),
-        value: value.to_owned(),
+        name: Bytes::from_static(name.as_bytes()),
+        value: Bytes::copy_from_slice(value.as_bytes()),
     }
 }
 

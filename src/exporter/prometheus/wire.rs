@@ -1,5 +1,7 @@
 //! The remote-write 1.0 wire form: `prometheus.WriteRequest` (prost types
 //! compiled by `build.rs` from `proto/prometheus/`), snappy block compressed.
+//! The exporter writes request bodies itself (`series.rs`); these types read
+//! them back.
 
 use bytes::Bytes;
 use prost::Message;
@@ -15,7 +17,8 @@ pub use prompb::{Label, Sample, TimeSeries, WriteRequest};
 /// The value Prometheus reads as a staleness marker (a NaN with this bit pattern).
 pub const STALE_NAN: u64 = 0x7ff0_0000_0000_0002;
 
-/// `series` as a snappy-compressed (block format) `WriteRequest` body.
+/// `series` as a snappy-compressed (block format) `WriteRequest` body, built
+/// with prost (tests and tools; the exporter writes its bodies in `series.rs`).
 ///
 /// # Errors
 /// [`snap::Error`] when the body is too large for snappy (over ~4 GiB).
