@@ -428,3 +428,50 @@ async fn invalid_argument_is_dropped_and_counted() {
     assert_eq!(answers, [Code::InvalidArgument, Code::Ok], "no retry");
     assert!(gw.shutdown().await);
 }
+
+// --- the shipped example ---
+
+/// `config.toml`'s commented `[exporters.jaeger.legacy]` example, switched on and used by the
+/// traces pipeline, is valid, and builds a `jaeger/legacy` exporter.
+#[test]
+fn shipped_example_is_valid_once_uncommented() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(root.join("config.toml")).unwrap();
+    let mut out = Vec::new();
+    let mut in_example = false;
+    for line in text.lines() {
+        if line == "# [exporters.jaeger.legacy]" {
+            in_example = true;
+        } else if line.starts_with("# ---") {
+            in_example = false;
+        }
+        if !in_example {
+            out.push(line.to_owned());
+        } else if line.starts_with("# #") || line == "#" {
+            out.push(String::new());
+        } else {
+            out.push(line.strip_prefix("# ").unwrap_or(line).to_owned());
+        }
+    }
+    assert!(out.iter().any(|l| l == "[exporters.jaeger.legacy]"));
+    let ca = root.join("Cargo.toml");
+    let from = "[pipelines.traces]\n# Exporter ids, \"<kind>/<name>\". Required.\nexporters = [\"debug/console\"]";
+    let text = out
+        .join("\n")
+        .replace("/etc/otlp-gateway/jaeger-ca.pem", &ca.display().to_string());
+    assert!(text.contains(from), "traces pipeline");
+    let text = text.replace(
+        from,
+        "[pipelines.traces]\nexporters = [\"debug/console\", \"jaeger/legacy\"]",
+    );
+    let (config, warnings) =
+        otlp_gateway::config::load_and_validate_str_with(&text, "config.toml", |_| None)
+            .unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        warnings
+            .iter()
+            .all(|w| w.starts_with("exporters.jaeger.legacy.tls (line")),
+        "{warnings:?}"
+    );
+    assert!(config.exporter_ids().iter().any(|id| id == "jaeger/legacy"));
+}
