@@ -54,7 +54,6 @@ const TRACE_FLAGS_MASK: u32 = 0xff;
 pub fn batches(request: ExportTraceServiceRequest) -> Vec<(Batch, u64)> {
     let mut out = Vec::with_capacity(request.resource_spans.len());
     for resource_spans in request.resource_spans {
-        let process = process(resource_spans.resource.as_ref());
         let mut spans = Vec::new();
         for scope_spans in resource_spans.scope_spans {
             let scope = scope_spans.scope.as_ref();
@@ -63,6 +62,7 @@ pub fn batches(request: ExportTraceServiceRequest) -> Vec<(Batch, u64)> {
         if spans.is_empty() {
             continue;
         }
+        let process = process(resource_spans.resource);
         let count = spans.len() as u64;
         out.push((
             Batch {
@@ -76,8 +76,8 @@ pub fn batches(request: ExportTraceServiceRequest) -> Vec<(Batch, u64)> {
 }
 
 /// The resource as a Jaeger process.
-pub fn process(resource: Option<&Resource>) -> Process {
-    let attributes = resource.map_or(&[][..], |r| r.attributes.as_slice());
+pub fn process(resource: Option<Resource>) -> Process {
+    let attributes = resource.map_or_else(Vec::new, |r| r.attributes);
     if attributes.is_empty() {
         return Process {
             service_name: NO_SERVICE_NAME.to_owned(),
@@ -89,23 +89,24 @@ pub fn process(resource: Option<&Resource>) -> Process {
     for attribute in attributes {
         if attribute.key == SERVICE_NAME {
             // As pdata's `Str()`: a non-string service.name reads as "".
-            if let Some(Value::StringValue(name)) =
-                attribute.value.as_ref().and_then(|v| v.value.as_ref())
-            {
-                service_name.clone_from(name);
+            if let Some(Value::StringValue(name)) = attribute.value.and_then(|v| v.value) {
+                service_name = name;
             }
         } else {
-            tags.push(tag(&attribute.key, attribute.value.as_ref()));
+            tags.push(tag(attribute.key, attribute.value));
         }
     }
     Process { service_name, tags }
 }
 
 /// One span, its scope's name and version as tags.
-pub fn span(span: OtlpSpan, scope: Option<&InstrumentationScope>) -> Span {
+pub fn span(mut span: OtlpSpan, scope: Option<&InstrumentationScope>) -> Span {
     let references = references(&span.trace_id, &span.parent_span_id, &span.links);
-    let tags = span_tags(&span, scope);
-    let logs = span.events.iter().map(log).collect();
+    let tags = span_tags(&mut span, scope);
+    let logs = std::mem::take(&mut span.events)
+        .into_iter()
+        .map(log)
+        .collect();
     let start = span.start_time_unix_nano;
     Span {
         trace_id: span.trace_id,
@@ -123,7 +124,8 @@ pub fn span(span: OtlpSpan, scope: Option<&InstrumentationScope>) -> Span {
     }
 }
 
-fn span_tags(span: &OtlpSpan, scope: Option<&InstrumentationScope>) -> Vec<KeyValue> {
+/// The span's tags; its attributes, status message and trace state are moved out.
+fn span_tags(span: &mut OtlpSpan, scope: Option<&InstrumentationScope>) -> Vec<KeyValue> {
     let mut tags = Vec::with_capacity(span.attributes.len() + 6);
     if let Some(scope) = scope {
         if !scope.name.is_empty() {
@@ -133,7 +135,7 @@ fn span_tags(span: &OtlpSpan, scope: Option<&InstrumentationScope>) -> Vec<KeyVa
             tags.push(string_tag(SCOPE_VERSION, &scope.version));
         }
     }
-    tags.extend(attribute_tags(&span.attributes));
+    tags.extend(attribute_tags(std::mem::take(&mut span.attributes)));
     let kind = match SpanKind::try_from(span.kind) {
         Ok(SpanKind::Client) => Some("client"),
         Ok(SpanKind::Server) => Some("server"),
@@ -145,7 +147,7 @@ fn span_tags(span: &OtlpSpan, scope: Option<&InstrumentationScope>) -> Vec<KeyVa
     if let Some(kind) = kind {
         tags.push(string_tag(SPAN_KIND, kind));
     }
-    if let Some(status) = &span.status {
+    if let Some(status) = span.status.take() {
         match StatusCode::try_from(status.code) {
             Ok(StatusCode::Error) => {
                 tags.push(string_tag(STATUS_CODE, "ERROR"));
@@ -160,11 +162,14 @@ fn span_tags(span: &OtlpSpan, scope: Option<&InstrumentationScope>) -> Vec<KeyVa
             Ok(StatusCode::Unset) | Err(_) => {}
         }
         if !status.message.is_empty() {
-            tags.push(string_tag(STATUS_DESCRIPTION, &status.message));
+            tags.push(owned_string_tag(STATUS_DESCRIPTION, status.message));
         }
     }
     if !span.trace_state.is_empty() {
-        tags.push(string_tag(TRACE_STATE, &span.trace_state));
+        tags.push(owned_string_tag(
+            TRACE_STATE,
+            std::mem::take(&mut span.trace_state),
+        ));
     }
     tags
 }
@@ -205,57 +210,61 @@ fn references(trace_id: &[u8], parent: &[u8], links: &[Link]) -> Vec<SpanRef> {
     refs
 }
 
-fn log(event: &Event) -> Log {
+fn log(event: Event) -> Log {
     let mut fields = Vec::with_capacity(event.attributes.len() + 1);
     if !event.name.is_empty() && !event.attributes.iter().any(|a| a.key == EVENT) {
-        fields.push(string_tag(EVENT, &event.name));
+        fields.push(owned_string_tag(EVENT, event.name));
     }
-    fields.extend(attribute_tags(&event.attributes));
+    fields.extend(attribute_tags(event.attributes));
     Log {
         timestamp: Some(timestamp(event.time_unix_nano)),
         fields,
     }
 }
 
-fn attribute_tags(attributes: &[OtlpKeyValue]) -> impl Iterator<Item = KeyValue> + '_ {
-    attributes.iter().map(|a| tag(&a.key, a.value.as_ref()))
+fn attribute_tags(attributes: Vec<OtlpKeyValue>) -> impl Iterator<Item = KeyValue> {
+    attributes.into_iter().map(|a| tag(a.key, a.value))
 }
 
 fn string_tag(key: &str, value: &str) -> KeyValue {
+    owned_string_tag(key, value.to_owned())
+}
+
+fn owned_string_tag(key: &str, value: String) -> KeyValue {
     KeyValue {
         key: key.to_owned(),
         v_type: ValueType::String as i32,
-        v_str: value.to_owned(),
+        v_str: value,
         ..KeyValue::default()
     }
 }
 
 /// One attribute as a typed tag; an empty value is an empty string.
-pub fn tag(key: &str, value: Option<&AnyValue>) -> KeyValue {
+pub fn tag(key: String, value: Option<AnyValue>) -> KeyValue {
     let mut tag = KeyValue {
-        key: key.to_owned(),
+        key,
         ..KeyValue::default()
     };
-    match value.and_then(|v| v.value.as_ref()) {
-        Some(Value::StringValue(s)) => tag.v_str.clone_from(s),
+    match value.and_then(|v| v.value) {
+        Some(Value::StringValue(s)) => tag.v_str = s,
         Some(Value::BoolValue(b)) => {
             tag.v_type = ValueType::Bool as i32;
-            tag.v_bool = *b;
+            tag.v_bool = b;
         }
         Some(Value::IntValue(i)) => {
             tag.v_type = ValueType::Int64 as i32;
-            tag.v_int64 = *i;
+            tag.v_int64 = i;
         }
         Some(Value::DoubleValue(d)) => {
             tag.v_type = ValueType::Float64 as i32;
-            tag.v_float64 = *d;
+            tag.v_float64 = d;
         }
         Some(Value::BytesValue(b)) => {
             tag.v_type = ValueType::Binary as i32;
-            tag.v_binary.clone_from(b);
+            tag.v_binary = b;
         }
         Some(value @ (Value::ArrayValue(_) | Value::KvlistValue(_))) => {
-            tag.v_str = json(Some(value)).to_string();
+            tag.v_str = json(Some(&value)).to_string();
         }
         // A string-table index is for profiles only; nothing to resolve it against here.
         Some(Value::StringValueStrindex(_)) | None => {}

@@ -47,18 +47,18 @@ fn string_kv(key: &str, text: &str) -> KeyValue {
 
 #[test]
 fn attribute_types_become_typed_tags() {
-    let t = tag("s", value(s("x")).as_ref());
+    let t = tag("s".to_owned(), value(s("x")));
     assert_eq!(
         (t.v_type, t.v_str.as_str()),
         (ValueType::String as i32, "x")
     );
-    let t = tag("b", value(Value::BoolValue(true)).as_ref());
+    let t = tag("b".to_owned(), value(Value::BoolValue(true)));
     assert_eq!((t.v_type, t.v_bool), (ValueType::Bool as i32, true));
-    let t = tag("i", value(Value::IntValue(-42)).as_ref());
+    let t = tag("i".to_owned(), value(Value::IntValue(-42)));
     assert_eq!((t.v_type, t.v_int64), (ValueType::Int64 as i32, -42));
-    let t = tag("d", value(Value::DoubleValue(2.5)).as_ref());
+    let t = tag("d".to_owned(), value(Value::DoubleValue(2.5)));
     assert_eq!((t.v_type, t.v_float64), (ValueType::Float64 as i32, 2.5));
-    let t = tag("y", value(Value::BytesValue(vec![0, 255])).as_ref());
+    let t = tag("y".to_owned(), value(Value::BytesValue(vec![0, 255])));
     assert_eq!(
         (t.v_type, t.v_binary),
         (ValueType::Binary as i32, vec![0, 255])
@@ -76,7 +76,7 @@ fn attribute_types_become_typed_tags() {
             },
         ],
     });
-    let t = tag("a", value(array).as_ref());
+    let t = tag("a".to_owned(), value(array));
     assert_eq!(
         (t.v_type, t.v_str.as_str()),
         (ValueType::String as i32, r#"[1,"a",false]"#)
@@ -87,9 +87,9 @@ fn attribute_types_become_typed_tags() {
             kv("k", Value::BytesValue(vec![1, 2, 3])),
         ],
     });
-    let t = tag("m", value(map).as_ref());
+    let t = tag("m".to_owned(), value(map));
     assert_eq!(t.v_str, r#"{"k":"AQID","z":3}"#);
-    let t = tag("e", None);
+    let t = tag("e".to_owned(), None);
     assert_eq!((t.v_type, t.v_str.as_str()), (ValueType::String as i32, ""));
 }
 
@@ -103,19 +103,19 @@ fn resource_becomes_process() {
         ],
         ..Resource::default()
     };
-    let named = process(Some(&resource));
+    let named = process(Some(resource));
     assert_eq!(named.service_name, "checkout");
     assert_eq!(
         named.tags,
         vec![
             string_kv("host.name", "h1"),
-            tag("pid", value(Value::IntValue(7)).as_ref())
+            tag("pid".to_owned(), value(Value::IntValue(7)))
         ]
     );
     let empty = process_of_none();
     assert_eq!(empty.service_name, NO_SERVICE_NAME);
     assert!(empty.tags.is_empty());
-    let unnamed = process(Some(&Resource {
+    let unnamed = process(Some(Resource {
         attributes: vec![kv("host.name", s("h1"))],
         ..Resource::default()
     }));
@@ -296,7 +296,7 @@ fn events_become_logs() {
                 }),
                 fields: vec![
                     string_kv("event", "retry"),
-                    tag("attempt", value(Value::IntValue(2)).as_ref())
+                    tag("attempt".to_owned(), value(Value::IntValue(2)))
                 ],
             },
             Log {
