@@ -4,7 +4,12 @@
 //! (`include!(concat!(env!("OUT_DIR"), "/<package>.rs"))`).
 
 /// Every proto file compiled, relative to `proto/` (the include root).
-const PROTOS: &[&str] = &["prometheus/remote.proto", "prometheus/types.proto"];
+const PROTOS: &[&str] = &[
+    "jaeger/collector.proto",
+    "jaeger/model.proto",
+    "prometheus/remote.proto",
+    "prometheus/types.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let files: Vec<String> = PROTOS.iter().map(|p| format!("proto/{p}")).collect();

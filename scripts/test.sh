@@ -7,8 +7,9 @@
 # tests/prometheus_remote_write.rs, which starts it itself on a free port, and
 # `osmem-server` from PyPI (an in-memory OpenSearch emulator, its binary inside
 # the wheel), the second opinion of one Elasticsearch test. The OTLP clients
-# are the `opentelemetry-otlp` crates; the downstream OTLP collector and
-# Elasticsearch are in-process doubles (tests/support/).
+# are the `opentelemetry-otlp` crates; the downstream OTLP collector,
+# Elasticsearch and the Jaeger api_v2 collector are in-process doubles
+# (tests/support/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

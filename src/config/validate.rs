@@ -650,13 +650,13 @@ mod tests {
     #[test]
     fn pipeline_ids_are_checked() {
         let toml = "[exporters.debug.console]\n[pipelines.traces]\n\
-                    exporters = [\"console\", \"jaeger/x\", \"otlp/x\", \"debug/console\", \"debug/console\"]\n\
+                    exporters = [\"console\", \"zipkin/x\", \"otlp/x\", \"debug/console\", \"debug/console\"]\n\
                     [pipelines.logs]\nexporters = []\n";
         assert_eq!(
             errors(toml),
             [
                 "pipelines.traces.exporters[0]: invalid exporter id \"console\": expected \"<kind>/<name>\", e.g. \"debug/console\"",
-                "pipelines.traces.exporters[1]: unknown exporter kind \"jaeger\" in \"jaeger/x\"; kinds are debug, elasticsearch, otlp, prometheusremotewrite",
+                "pipelines.traces.exporters[1]: unknown exporter kind \"zipkin\" in \"zipkin/x\"; kinds are debug, elasticsearch, jaeger, otlp, prometheusremotewrite",
                 "pipelines.traces.exporters[2]: unknown exporter \"otlp/x\"; defined: debug/console",
                 "pipelines.traces.exporters[4]: exporter \"debug/console\" is listed twice",
                 "pipelines.logs.exporters: must name at least one exporter",

@@ -21,6 +21,7 @@
 
 pub mod debug;
 pub mod elasticsearch;
+pub mod jaeger;
 pub mod otlp;
 pub mod prometheus;
 pub mod registry;

@@ -91,6 +91,7 @@ macro_rules! exporter_kinds {
 exporter_kinds! {
     debug => super::debug::DebugExporterConfig,
     elasticsearch => super::elasticsearch::config::ElasticsearchExporterConfig,
+    jaeger => super::jaeger::config::JaegerExporterConfig,
     otlp => super::otlp::config::OtlpExporterConfig,
     prometheusremotewrite => super::prometheus::config::PrometheusExporterConfig,
 }
@@ -122,7 +123,13 @@ mod tests {
         }
         assert_eq!(
             EXPORTER_KINDS,
-            ["debug", "elasticsearch", "otlp", "prometheusremotewrite"]
+            [
+                "debug",
+                "elasticsearch",
+                "jaeger",
+                "otlp",
+                "prometheusremotewrite"
+            ]
         );
     }
 }

@@ -65,7 +65,7 @@ const BASE64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::n
 
 /// The gRPC side of an [`super::OtlpExporter`].
 #[derive(Debug)]
-pub(super) struct GrpcTransport {
+pub(crate) struct GrpcTransport {
     /// Cloned per call: a handle to the shared connection, not a new one.
     channel: Channel,
     /// Every header of a call: gRPC's own, then the configured metadata.
@@ -75,7 +75,7 @@ pub(super) struct GrpcTransport {
 }
 
 impl GrpcTransport {
-    pub(super) fn build(
+    pub(crate) fn build(
         endpoint: Uri,
         config: &OtlpExporterConfig,
         extra: HeaderMap,
@@ -127,7 +127,7 @@ impl GrpcTransport {
     }
 
     /// The length-prefixed message of `batch`, compressed as configured.
-    pub(super) fn encode(&self, batch: &Batch) -> std::io::Result<Bytes> {
+    pub(crate) fn encode(&self, batch: &Batch) -> std::io::Result<Bytes> {
         frame(batch, self.compression)
     }
 
@@ -140,30 +140,33 @@ impl GrpcTransport {
     ) -> Result<ExportOutcome, ExportError> {
         match signal {
             Signal::Traces => {
-                self.call::<ExportTraceServiceResponse>(signal, body, tenant)
+                self.call::<ExportTraceServiceResponse>(signal.grpc_path(), body, tenant)
                     .await
             }
             Signal::Metrics => {
-                self.call::<ExportMetricsServiceResponse>(signal, body, tenant)
+                self.call::<ExportMetricsServiceResponse>(signal.grpc_path(), body, tenant)
                     .await
             }
             Signal::Logs => {
-                self.call::<ExportLogsServiceResponse>(signal, body, tenant)
+                self.call::<ExportLogsServiceResponse>(signal.grpc_path(), body, tenant)
                     .await
             }
         }
     }
 
-    async fn call<R: ExportResponse>(
+    /// One unary call of method `path` (`/<package>.<Service>/<Method>`) with a
+    /// message made by [`GrpcTransport::encode`]; the other exporters speaking
+    /// gRPC (`jaeger`) share this framing, status parsing and classification.
+    pub(crate) async fn call<R: ExportResponse>(
         &self,
-        signal: Signal,
+        path: &'static str,
         body: Bytes,
         tenant: &[(HeaderName, HeaderValue)],
     ) -> Result<ExportOutcome, ExportError> {
         let mut request = Request::new(tonic::body::Body::new(Full::new(body)));
         *request.method_mut() = Method::POST;
         // A path only: the channel fills in scheme and authority.
-        *request.uri_mut() = Uri::from_static(signal.grpc_path());
+        *request.uri_mut() = Uri::from_static(path);
         *request.headers_mut() = self.headers.clone();
         for (name, value) in tenant {
             request.headers_mut().insert(name, value.clone());

@@ -35,7 +35,7 @@
 
 pub mod config;
 mod compress;
-mod grpc;
+pub(crate) mod grpc;
 pub(crate) mod http;
 pub(crate) mod tls;
 
@@ -231,7 +231,7 @@ impl Exporter for OtlpExporter {
 }
 
 /// Checks the scheme and host; the path is kept (HTTP appends `/v1/<signal>`).
-fn parse_endpoint(endpoint: &str) -> Result<Uri, OtlpBuildError> {
+pub(crate) fn parse_endpoint(endpoint: &str) -> Result<Uri, OtlpBuildError> {
     let invalid = |reason: &'static str| OtlpBuildError::Endpoint {
         endpoint: endpoint.to_owned(),
         reason: reason.into(),
@@ -282,7 +282,7 @@ pub(crate) fn check_header_name(
 /// `headers` as a header map, names lower-cased (gRPC metadata requires it).
 /// The `headers` whose value names the batch's tenant (`{tenant}`), checked
 /// with a sample tenant id.
-fn tenant_templates(
+pub(crate) fn tenant_templates(
     config: &OtlpExporterConfig,
 ) -> Result<Vec<(HeaderName, String)>, OtlpBuildError> {
     let mut templates = Vec::new();
@@ -304,7 +304,7 @@ fn tenant_templates(
 }
 
 /// The fixed `headers` (those without `{tenant}`), sent with every request.
-fn parse_headers(config: &OtlpExporterConfig) -> Result<HeaderMap, OtlpBuildError> {
+pub(crate) fn parse_headers(config: &OtlpExporterConfig) -> Result<HeaderMap, OtlpBuildError> {
     let mut headers = HeaderMap::with_capacity(config.headers.len());
     for (name, value) in config
         .headers
