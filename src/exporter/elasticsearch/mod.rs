@@ -43,11 +43,9 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use metrics::counter;
+
+use crate::exporter::otlp::http::{client as http_client, HttpClient};
 use tokio::time::Instant;
 
 use crate::model::view::AnyValueRef;
@@ -58,7 +56,6 @@ use self::bulk::{Body, BulkResponse, Documents, ItemOutcome, Limits};
 use self::config::{BulkCompression, ElasticsearchExporterConfig, Mapping, OpType};
 use self::document::{push_hex, DocumentWriter};
 use self::index::{IndexInputs, IndexTemplate};
-use super::otlp::config::TlsConfig;
 use super::otlp::{error_chain, tls, truncate, OtlpBuildError};
 use super::{ExportError, ExportOutcome, Exporter};
 
@@ -68,16 +65,11 @@ const USER_AGENT_VALUE: &str = concat!("otlp-gateway/", env!("CARGO_PKG_VERSION"
 /// Largest bulk answer read (a few hundred bytes per item).
 const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
-/// Idle pooled connections are closed after this long.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
 /// At most one log line about rejected documents per exporter this often.
 const REJECTION_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Longest `error.type` kept as a metric label.
 const MAX_REASON_LABEL: usize = 64;
-
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Why an [`ElasticsearchExporterConfig`] could not be turned into an exporter.
 #[derive(Debug, thiserror::Error)]
@@ -516,30 +508,12 @@ impl BulkClient {
             .map_err(|_| invalid("not a URL"))?;
 
         let timeout = config.timeout.get();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let connector = if tls_needed {
-            builder
-                .with_tls_config(tls::client_config(tls::verifier(&config.tls)?)?)
-                .https_only()
-                .enable_all_versions()
-                .wrap_connector(http)
+        let verifier = if tls_needed {
+            Some(tls::verifier(&config.tls)?)
         } else {
-            // Plaintext: the endpoint is `http://`, so the TLS config is never used.
-            builder
-                .with_tls_config(tls::client_config(tls::verifier(&TlsConfig::default())?)?)
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(http)
+            None
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .timer(TokioTimer::new())
-            .build(connector);
+        let client = http_client(verifier, timeout)?;
 
         let mut headers = HeaderMap::new();
         headers.insert(

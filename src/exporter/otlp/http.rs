@@ -30,7 +30,39 @@ const MAX_RESPONSE_BYTES: usize = 64 * 1024;
 /// Idle pooled connections are closed after this long.
 const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
 
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+/// The pooled hyper client every HTTP exporter sends with.
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// A pooled client with `timeout` as its connect deadline: TLS with `verifier`
+/// (HTTP/2 when the server offers it), or plaintext HTTP/1.1 when `None`.
+pub(crate) fn client(
+    verifier: Option<Arc<dyn ServerCertVerifier>>,
+    timeout: Duration,
+) -> Result<HttpClient, OtlpBuildError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(timeout));
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let connector = match verifier {
+        Some(verifier) => builder
+            .with_tls_config(tls::client_config(verifier)?)
+            .https_only()
+            .enable_all_versions()
+            .wrap_connector(http),
+        // Plaintext: the endpoint is `http://`, so the TLS config is never used.
+        None => builder
+            .with_tls_config(tls::client_config(tls::verifier(&TlsConfig::default())?)?)
+            .https_or_http()
+            .enable_http1()
+            .wrap_connector(http),
+    };
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .timer(TokioTimer::new())
+        .build(connector))
+}
 
 /// The HTTP side of an [`super::OtlpExporter`].
 #[derive(Debug)]
@@ -76,29 +108,7 @@ impl HttpTransport {
         ];
 
         let timeout = config.timeout.get();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let connector = match verifier {
-            Some(verifier) => builder
-                .with_tls_config(tls::client_config(verifier)?)
-                .https_only()
-                .enable_all_versions()
-                .wrap_connector(http),
-            // Plaintext: the endpoint is `http://`, so the TLS config is never used.
-            None => builder
-                .with_tls_config(tls::client_config(tls::verifier(&TlsConfig::default())?)?)
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(http),
-        };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .timer(TokioTimer::new())
-            .build(connector);
+        let client = client(verifier, timeout)?;
 
         let mut headers = HeaderMap::with_capacity(extra.len() + 3);
         headers.insert(

@@ -45,15 +45,12 @@ use http::header::{
 };
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use metrics::counter;
+
+use crate::exporter::otlp::http::{client as http_client, HttpClient};
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use prost::Message;
 
-use crate::exporter::otlp::config::TlsConfig;
 use crate::exporter::otlp::{http::parse_retry_after, tls, TENANT_PLACEHOLDER};
 use crate::exporter::{ExportError, ExportOutcome, Exporter, Partitioner};
 use crate::model::regroup::partition_resources;
@@ -72,11 +69,6 @@ const MAX_RESPONSE_BYTES: usize = 16 * 1024;
 
 /// Longest server message kept in an error reason.
 const MAX_MESSAGE_CHARS: usize = 512;
-
-/// Idle pooled connections are closed after this long.
-const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(90);
-
-type HttpClient = Client<HttpsConnector<HttpConnector>, Full<Bytes>>;
 
 /// Why a [`PrometheusExporterConfig`] could not be turned into an exporter.
 #[derive(Debug, thiserror::Error)]
@@ -163,30 +155,12 @@ impl PrometheusExporter {
             _ => return Err(invalid_endpoint("the scheme must be http:// or https://")),
         };
         let timeout = config.timeout.get();
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(timeout));
-        let builder = hyper_rustls::HttpsConnectorBuilder::new();
-        let connector = if https {
-            builder
-                .with_tls_config(tls::client_config(tls::verifier(&config.tls)?)?)
-                .https_only()
-                .enable_all_versions()
-                .wrap_connector(http)
+        let verifier = if https {
+            Some(tls::verifier(&config.tls)?)
         } else {
-            // Plaintext: the endpoint is `http://`, so the TLS config is never used.
-            builder
-                .with_tls_config(tls::client_config(tls::verifier(&TlsConfig::default())?)?)
-                .https_or_http()
-                .enable_http1()
-                .wrap_connector(http)
+            None
         };
-        let client = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .timer(TokioTimer::new())
-            .build(connector);
+        let client = http_client(verifier, timeout)?;
         let (headers, tenant_templates) = headers(config)?;
         Ok(PrometheusExporter {
             id: id.to_owned(),
