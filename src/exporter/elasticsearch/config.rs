@@ -303,16 +303,7 @@ impl ExporterConfig for ElasticsearchExporterConfig {
             parts.push(format!("api key from ${env}"));
         }
         if self.endpoint.trim().starts_with("https://") {
-            let roots = match &self.tls.ca_file {
-                Some(file) => format!("ca_file {}", file.display()),
-                None => "web roots".to_owned(),
-            };
-            let verify = if self.tls.insecure_skip_verify {
-                ", NOT VERIFIED (insecure_skip_verify)"
-            } else {
-                ""
-            };
-            parts.push(format!("tls ({roots}{verify})"));
+            parts.push(self.tls.describe());
         }
         parts.push(self.retry_on_failure.describe());
         parts.push(self.sending_queue.describe());

@@ -112,6 +112,23 @@ pub struct TlsConfig {
     pub insecure_skip_verify: bool,
 }
 
+impl TlsConfig {
+    /// The `check-config` words for an `https://` endpoint: `tls (web roots)`,
+    /// `tls (ca_file <path>)`, with a warning when verification is off.
+    pub fn describe(&self) -> String {
+        let roots = match &self.ca_file {
+            Some(file) => format!("ca_file {}", file.display()),
+            None => "web roots".to_owned(),
+        };
+        let verify = if self.insecure_skip_verify {
+            ", NOT VERIFIED (insecure_skip_verify)"
+        } else {
+            ""
+        };
+        format!("tls ({roots}{verify})")
+    }
+}
+
 impl OtlpProtocol {
     pub fn as_str(self) -> &'static str {
         match self {
@@ -196,16 +213,7 @@ impl ExporterConfig for OtlpExporterConfig {
             parts.push(format!("tenant in {name}"));
         }
         if self.endpoint.starts_with("https://") {
-            let roots = match &self.tls.ca_file {
-                Some(file) => format!("ca_file {}", file.display()),
-                None => "web roots".to_owned(),
-            };
-            let verify = if self.tls.insecure_skip_verify {
-                ", NOT VERIFIED (insecure_skip_verify)"
-            } else {
-                ""
-            };
-            parts.push(format!("tls ({roots}{verify})"));
+            parts.push(self.tls.describe());
         }
         parts.push(self.retry_on_failure.describe());
         parts.push(self.sending_queue.describe());

@@ -306,16 +306,7 @@ impl ExporterConfig for PrometheusExporterConfig {
             parts.push(format!("bearer token from ${name}"));
         }
         if self.endpoint.starts_with("https://") {
-            let roots = match &self.tls.ca_file {
-                Some(file) => format!("ca_file {}", file.display()),
-                None => "web roots".to_owned(),
-            };
-            let verify = if self.tls.insecure_skip_verify {
-                ", NOT VERIFIED (insecure_skip_verify)"
-            } else {
-                ""
-            };
-            parts.push(format!("tls ({roots}{verify})"));
+            parts.push(self.tls.describe());
         }
         parts.push(self.retry_on_failure.describe());
         parts.push(format!("queue {} items", self.sending_queue.queue_size));
