@@ -56,6 +56,13 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// A component that can make the gateway not ready (an open circuit
+/// breaker, unhealthy queue storage): asked on every `/ready`.
+pub trait ReadinessCheck: Send + Sync + std::fmt::Debug + 'static {
+    /// Why the component is not ready, or `None` when it is.
+    fn not_ready(&self) -> Option<String>;
+}
+
 /// What `/ready` checks.
 #[derive(Debug, Clone)]
 pub struct Readiness {
@@ -68,6 +75,7 @@ struct ReadinessInner {
     shutting_down: AtomicBool,
     queues: Vec<(String, ItemBudget)>,
     high_water: f64,
+    checks: std::sync::Mutex<Vec<Arc<dyn ReadinessCheck>>>,
 }
 
 impl Readiness {
@@ -79,7 +87,15 @@ impl Readiness {
                 shutting_down: AtomicBool::new(false),
                 queues,
                 high_water,
+                checks: std::sync::Mutex::new(Vec::new()),
             }),
+        }
+    }
+
+    /// Adds a component whose state `/ready` reports.
+    pub fn add_check(&self, check: Arc<dyn ReadinessCheck>) {
+        if let Ok(mut checks) = self.inner.checks.lock() {
+            checks.push(check);
         }
     }
 
@@ -109,6 +125,9 @@ impl Readiness {
                     budget.capacity()
                 ));
             }
+        }
+        if let Ok(checks) = self.inner.checks.lock() {
+            reasons.extend(checks.iter().filter_map(|check| check.not_ready()));
         }
         if reasons.is_empty() {
             Ok(())
@@ -259,6 +278,19 @@ mod tests {
             body(r).await,
             "queue of otlp/x above high-water mark (6 of 10 items)\n"
         );
+
+        drop(_held);
+        #[derive(Debug)]
+        struct Broken;
+        impl ReadinessCheck for Broken {
+            fn not_ready(&self) -> Option<String> {
+                Some("storage of otlp/x unhealthy".into())
+            }
+        }
+        readiness.add_check(Arc::new(Broken));
+        let r = respond(&Method::GET, "/ready", &readiness, &handle);
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(body(r).await, "storage of otlp/x unhealthy\n");
 
         assert_eq!(
             respond(&Method::GET, "/nope", &readiness, &handle).status(),

@@ -5,4 +5,4 @@ pub mod config;
 pub mod logs;
 pub mod metrics;
 
-pub use admin::{metrics_handle, AdminServer, Readiness};
+pub use admin::{metrics_handle, AdminServer, Readiness, ReadinessCheck};
