@@ -103,6 +103,21 @@ impl ItemBudget {
     }
 }
 
+impl ItemBudget {
+    /// Reserves `items` even past the capacity: for what is held already
+    /// and cannot be refused (a disk queue's segments found at start-up).
+    pub fn force_reserve(&self, items: u64) -> Reservation {
+        self.inner.used.fetch_add(items, Ordering::AcqRel);
+        if let Some(parent) = &self.inner.parent {
+            parent.used.fetch_add(items, Ordering::AcqRel);
+        }
+        Reservation {
+            inner: Some(self.inner.clone()),
+            items,
+        }
+    }
+}
+
 /// Items held against an [`ItemBudget`]; released on drop.
 pub struct Reservation {
     inner: Option<Arc<Inner>>,

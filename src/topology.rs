@@ -25,16 +25,20 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::budget::ItemBudget;
 use crate::config::Config;
 use crate::model::Signal;
+use crate::queue::disk::{LogSettings, StdFs};
 use crate::queue::retry::RetryPolicy;
+use crate::queue::DiskQueue;
 use crate::receiver::grpc::GrpcReceiver;
 use crate::receiver::http::HttpReceiver;
 use crate::receiver::server::Shutdown;
+use crate::settings::delivery::{QueueStorage, SendingQueueConfig};
 use crate::telemetry::metrics::{
     QUEUE_CAPACITY, QUEUE_ITEMS, RECEIVER_INFLIGHT_BYTES, RECEIVER_INFLIGHT_CAPACITY,
 };
-use crate::telemetry::{metrics_handle, AdminServer, Readiness};
+use crate::telemetry::{metrics_handle, AdminServer, Readiness, ReadinessCheck};
 
 use crate::pipeline::branch::{spawn_branch, BranchSettings, BranchTasks};
 use crate::pipeline::fanout::{Routing, Slot};
@@ -110,6 +114,18 @@ pub enum StartError {
     Receiver(#[from] crate::receiver::error::ReceiveError),
     #[error("admin listener")]
     Admin(#[from] crate::telemetry::admin::AdminError),
+    #[error("exporter {id}: disk queue")]
+    DiskQueue {
+        id: String,
+        #[source]
+        source: crate::queue::disk::LogError,
+    },
+    #[error("[storage] directory {directory}: the disk queues may hold {needed} bytes but only {available} are free; free space or lower max_bytes")]
+    DiskSpace {
+        directory: String,
+        needed: u64,
+        available: u64,
+    },
 }
 
 /// A running gateway.
@@ -144,6 +160,10 @@ impl Gateway {
 
         let mut queues = Vec::new();
         let mut tasks = BranchTasks::default();
+        // Every disk queue's segments, against `[storage] max_bytes`.
+        let disk_budget = ItemBudget::new(config.storage.max_bytes.get());
+        let mut disk_needed = 0u64;
+        let mut disk_checks: Vec<Arc<dyn ReadinessCheck>> = Vec::new();
         let mut pipelines = JoinSet::new();
         let abort_export = CancellationToken::new();
         let mut senders: [Option<mpsc::Sender<Submission>>; 3] = [None, None, None];
@@ -193,13 +213,30 @@ impl Gateway {
                     .config
                     .retry_on_failure()
                     .map_or_else(RetryPolicy::disabled, RetryPolicy::from_config);
-                let mut spawn = |label: &str, exporter| {
+                let mut spawn = |label: &str, exporter| -> Result<usize, StartError> {
+                    let queue = entry.config.sending_queue();
+                    let disk = match queue.storage {
+                        QueueStorage::Memory => None,
+                        QueueStorage::Disk => {
+                            let (disk, _recovery) = open_disk_queue(
+                                config,
+                                (label, signal),
+                                queue,
+                                &disk_budget,
+                                &abort_export,
+                            )?;
+                            disk_needed = disk_needed.saturating_add(queue.disk.max_bytes.get());
+                            disk_checks.push(disk.readiness());
+                            Some(disk)
+                        }
+                    };
                     let settings = BranchSettings {
                         id: label,
                         signal,
                         batch: &config.processors.batch,
-                        queue: entry.config.sending_queue(),
+                        queue,
                         retry: retry.clone(),
+                        disk,
                     };
                     let mut target = spawn_branch(&settings, exporter, &abort_export, &mut tasks);
                     if let Some(tenants) = &tenants {
@@ -212,7 +249,7 @@ impl Gateway {
                     gauge!(QUEUE_CAPACITY, &labels).set(target.budget.capacity() as f64);
                     queues.push((format!("{label} ({signal})"), target.budget.clone(), labels));
                     targets.push(target);
-                    targets.len() - 1
+                    Ok(targets.len() - 1)
                 };
                 let slot = if entry.config.per_tenant() {
                     if tenants.is_none() {
@@ -222,12 +259,12 @@ impl Gateway {
                     let mut by_tenant = HashMap::new();
                     for tenant in config.tenants.keys() {
                         let exporter = built(Some(tenant))?;
-                        let index = spawn(&format!("{id}[{tenant}]"), exporter);
+                        let index = spawn(&format!("{id}[{tenant}]"), exporter)?;
                         by_tenant.insert(Arc::<str>::from(tenant.as_str()), index);
                     }
                     Slot::PerTenant(Arc::new(by_tenant))
                 } else {
-                    Slot::Target(spawn(id, built(None)?))
+                    Slot::Target(spawn(id, built(None)?)?)
                 };
                 slots.insert(id.as_str(), slot);
             }
@@ -312,6 +349,9 @@ impl Gateway {
         let ingest = Ingest::new(traces, metrics, logs, retry_after)
             .with_inflight_limit(receiver_config.max_inflight_bytes.get());
 
+        if disk_needed > 0 {
+            check_disk_space(config, disk_needed, &disk_budget)?;
+        }
         let readiness = Readiness::new(
             queues
                 .iter()
@@ -319,6 +359,9 @@ impl Gateway {
                 .collect(),
             config.admin.ready_queue_high_water,
         );
+        for check in disk_checks {
+            readiness.add_check(check);
+        }
         let stop_admin = CancellationToken::new();
         let mut admin = JoinSet::new();
         let admin_server = AdminServer::bind(&config.admin.endpoint, readiness.clone()).await?;
@@ -448,4 +491,65 @@ impl Gateway {
         tracing::info!(drained, "Gateway stopped.");
         drained
     }
+}
+
+/// Opens the disk queue of exporter `label` for `signal` in its own
+/// subdirectory of `[storage] directory`.
+fn open_disk_queue(
+    config: &Config,
+    (label, signal): (&str, Signal),
+    queue: &SendingQueueConfig,
+    global: &ItemBudget,
+    abort: &CancellationToken,
+) -> Result<(DiskQueue, crate::queue::disk::Recovery), StartError> {
+    let name: String = label
+        .chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '.' | '-' | '_' => c,
+            _ => '_',
+        })
+        .collect();
+    let dir = config
+        .storage
+        .directory
+        .join(format!("{name}-{}", signal.as_str()));
+    let batch = &config.processors.batch;
+    let max_items = if batch.send_batch_max_size > 0 {
+        batch.send_batch_max_size
+    } else {
+        batch.send_batch_size.max(1)
+    };
+    DiskQueue::open(
+        Arc::new(StdFs),
+        &dir,
+        LogSettings {
+            segment_bytes: queue.disk.segment_bytes.get(),
+        },
+        global.share(queue.disk.max_bytes.get()),
+        (label, signal),
+        max_items,
+        abort.clone(),
+    )
+    .map_err(|source| StartError::DiskQueue {
+        id: label.to_owned(),
+        source,
+    })
+}
+
+/// Refuses to start when the filesystem cannot hold what the disk queues may write.
+fn check_disk_space(config: &Config, needed: u64, held: &ItemBudget) -> Result<(), StartError> {
+    use crate::queue::disk::Fs;
+    let directory = &config.storage.directory;
+    let needed = needed.min(config.storage.max_bytes.get());
+    let free = StdFs.available(directory).unwrap_or(u64::MAX);
+    // What the queues hold already counts as room they have.
+    let available = free.saturating_add(held.used());
+    if available < needed {
+        return Err(StartError::DiskSpace {
+            directory: directory.display().to_string(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
 }

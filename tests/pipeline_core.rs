@@ -84,6 +84,7 @@ fn queue_config(queue_size: u64, num_consumers: usize) -> SendingQueueConfig {
     SendingQueueConfig {
         num_consumers,
         queue_size,
+        ..SendingQueueConfig::default()
     }
 }
 
@@ -114,6 +115,7 @@ fn branch<E: Exporter>(
         batch,
         queue,
         retry,
+        disk: None,
     };
     spawn_branch(
         &settings,

@@ -107,6 +107,7 @@ impl Batcher {
                     batch,
                     context: held.context.clone(),
                     reservation,
+                    durable: None,
                 });
             }
         }

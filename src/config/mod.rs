@@ -72,6 +72,10 @@ pub struct Config {
     /// the pipelines' exporters. Needs `[tenancy]`. Default: none.
     #[serde(default)]
     pub routes: Vec<crate::tenancy::RouteConfig>,
+    /// `[storage]`: where exporters with `sending_queue.storage = "disk"` keep their
+    /// queues. Default: all defaults.
+    #[serde(default)]
+    pub storage: crate::settings::delivery::StorageConfig,
 }
 
 /// `[receivers]`.

@@ -40,6 +40,7 @@ impl Validate for Config {
     fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
         self.service.validate(&join(path, "service"), errors);
         self.admin.validate(&join(path, "admin"), errors);
+        self.storage.validate(&join(path, "storage"), errors);
         self.receivers
             .otlp
             .validate(&join(path, "receivers.otlp"), errors);

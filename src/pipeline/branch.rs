@@ -4,7 +4,13 @@
 //! unordered (default):  Target ─► Batcher ─► MemoryQueue ─► num_consumers senders
 //! partitioned:          Target ─► router ─┬► Batcher ─► MemoryQueue ─► 1 sender   (partition 0)
 //!                                         └► …                                     (num_consumers partitions)
+//! on disk:              Target ─► DiskQueue writer ─► log ─► num_consumers senders (1 when partitioned)
 //! ```
+//!
+//! With a disk queue the target is durable: a client's batch is answered
+//! once it is on disk, and the log (read in order, merged into batches of up
+//! to `send_batch_max_size` items) stands in for the batcher. An exporter
+//! that needs ordered partitions gets one sender, which keeps the log's order.
 //!
 //! An exporter that needs items of one key in order (remote-write: samples
 //! of one series) returns a [`Partitioner`]; the router splits each batch by
@@ -25,9 +31,10 @@ use crate::batch::{BatchConfig, Batcher};
 use crate::budget::ItemBudget;
 use crate::exporter::{DynExporter, Partitioner};
 use crate::model::{Envelope, Signal};
+use crate::queue::disk::WriterSettings;
 use crate::queue::retry::RetryPolicy;
 use crate::queue::sender::Sender;
-use crate::queue::{MemoryQueue, QueuedBatch};
+use crate::queue::{DiskQueue, MemoryQueue, QueuedBatch};
 use crate::settings::delivery::SendingQueueConfig;
 
 use super::fanout::{Target, TargetKind};
@@ -44,6 +51,8 @@ pub struct BranchSettings<'a> {
     pub batch: &'a BatchConfig,
     pub queue: &'a SendingQueueConfig,
     pub retry: RetryPolicy,
+    /// The exporter's disk queue, opened, when `sending_queue.storage = "disk"`.
+    pub disk: Option<DiskQueue>,
 }
 
 /// The tasks of running branches: batchers (and routers), and senders,
@@ -69,6 +78,21 @@ pub fn spawn_branch(
         exporter.clone(),
         settings.retry.clone(),
     );
+    if let Some(disk) = &settings.disk {
+        let (target, rx) = Target::new(settings.id, TargetKind::Exporter, budget, BATCHER_CHANNEL);
+        disk.spawn(
+            rx,
+            WriterSettings::from(&settings.queue.disk),
+            &mut tasks.batchers,
+            &mut tasks.senders,
+        );
+        let consumers = match exporter.partitioner() {
+            Some(_) => 1,
+            None => settings.queue.num_consumers,
+        };
+        sender.spawn(disk.clone(), consumers, abort.clone(), &mut tasks.senders);
+        return target.durable();
+    }
     match exporter.partitioner() {
         None => {
             let (target, rx) =
@@ -127,6 +151,7 @@ async fn route(
         batch,
         context,
         mut reservation,
+        ..
     }) = input.recv().await
     {
         let parts = partitioner.split(Envelope::with_context(context, batch), partitions.len());

@@ -31,7 +31,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::budget::{ItemBudget, Reservation};
 use crate::model::{Context, Envelope, Signal};
-use crate::queue::QueuedBatch;
+use crate::queue::{QueueError, QueuedBatch};
 use crate::telemetry::metrics::{reason, EXPORTER_ITEMS_DROPPED, STAGE_ITEMS_DROPPED};
 
 /// What a target is: decides the metric its drops are counted in.
@@ -63,6 +63,9 @@ pub struct Target {
     pub tx: mpsc::Sender<QueuedBatch>,
     /// Per-tenant shares of `budget`, when tenants are isolated.
     shares: Option<Arc<TenantShares>>,
+    /// Whether the target writes batches to disk and says when they are
+    /// durable: a client's batch is answered only after that.
+    durable: bool,
 }
 
 /// Each tenant's share of a target's budget, made on first use.
@@ -107,9 +110,18 @@ impl Target {
                 budget,
                 tx,
                 shares: None,
+                durable: false,
             },
             rx,
         )
+    }
+
+    /// Marks the target durable: each batch carries a [`DurableReply`](crate::queue::DurableReply)
+    /// and its client waits for it ([`Receipts`]).
+    #[must_use]
+    pub fn durable(mut self) -> Self {
+        self.durable = true;
+        self
     }
 
     /// Limits each tenant to `share` (0–1] of the budget, so one tenant's
@@ -152,6 +164,39 @@ impl Target {
 /// No target had room; the envelope is handed back.
 #[derive(Debug)]
 pub struct Full(pub Envelope);
+
+/// What durable targets will say about an admitted batch: the client is
+/// answered once every one of them has the batch on disk.
+#[derive(Debug, Default)]
+pub struct Receipts(Vec<tokio::sync::oneshot::Receiver<Result<(), QueueError>>>);
+
+impl Receipts {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Takes `other`'s receipts too.
+    pub fn extend(&mut self, other: Receipts) {
+        self.0.extend(other.0);
+    }
+
+    /// Waits until every durable target wrote the batch, at most `deadline`.
+    ///
+    /// # Errors
+    /// The first target's refusal (full, storage failure), or
+    /// [`QueueError::Storage`] when the deadline passed first.
+    pub async fn wait(self, deadline: Duration) -> Result<(), QueueError> {
+        let all = async {
+            for receipt in self.0 {
+                receipt.await.unwrap_or(Err(QueueError::Closed))?;
+            }
+            Ok(())
+        };
+        tokio::time::timeout(deadline, all)
+            .await
+            .unwrap_or_else(|_| Err(QueueError::Storage("write to disk timed out".into())))
+    }
+}
 
 /// The targets of one signal's pipeline (or of one timed stage's output).
 #[derive(Debug, Clone)]
@@ -232,13 +277,16 @@ impl FanOut {
     }
 
     /// Hands `envelope` to every target that has room, without waiting.
+    /// Returns what the durable targets among them will say (nothing
+    /// without such targets).
     ///
     /// # Errors
     /// [`Full`], with the envelope, when no target had room (nothing was sent).
-    pub fn admit(&self, envelope: Envelope) -> Result<(), Full> {
+    pub fn admit(&self, envelope: Envelope) -> Result<Receipts, Full> {
+        let mut receipts = Receipts::default();
         let items = envelope.items();
         if items == 0 {
-            return Ok(());
+            return Ok(receipts);
         }
         // A slot is room in both the target's item budget and its channel,
         // taken together before anything is sent, so a target counted as
@@ -254,7 +302,7 @@ impl FanOut {
             })
             .collect();
         if slots.is_empty() {
-            return Ok(());
+            return Ok(receipts);
         }
         let Some(last) = slots.iter().rposition(|(_, slot)| slot.is_some()) else {
             return Err(Full(envelope));
@@ -266,25 +314,34 @@ impl FanOut {
             // Dropping the slots gives their channel permits and reservations back.
             return Err(Full(envelope));
         }
+        let mut queued = |target: &Target, envelope: Envelope, reservation| {
+            let mut batch = QueuedBatch::new(envelope, reservation);
+            if target.durable {
+                let (reply, receipt) = tokio::sync::oneshot::channel();
+                batch.durable = Some(reply);
+                receipts.0.push(receipt);
+            }
+            batch
+        };
         for i in 0..slots.len() {
             let target = slots[i].0;
             match slots[i].1.take() {
                 // The last admitting target takes the envelope itself, the others a handle copy.
                 Some((permit, reservation)) if i == last => {
-                    permit.send(QueuedBatch::new(envelope, reservation));
+                    permit.send(queued(target, envelope, reservation));
                     // Targets after the last admitting one are full.
                     for (target, _) in &slots[i + 1..] {
                         self.full(target, items);
                     }
-                    return Ok(());
+                    return Ok(receipts);
                 }
                 Some((permit, reservation)) => {
-                    permit.send(QueuedBatch::new(envelope.clone(), reservation));
+                    permit.send(queued(target, envelope.clone(), reservation));
                 }
                 None => self.full(target, items),
             }
         }
-        Ok(())
+        Ok(receipts)
     }
 
     fn full(&self, target: &Target, items: u64) {
@@ -302,7 +359,8 @@ impl FanOut {
         let mut wait = WAIT_FIRST;
         loop {
             match self.admit(envelope) {
-                Ok(()) => return,
+                // Already acknowledged: a disk queue writes it whatever its room.
+                Ok(_receipts) => return,
                 Err(Full(back)) => envelope = back,
             }
             tokio::select! {

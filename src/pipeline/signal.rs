@@ -24,8 +24,11 @@ use tokio_util::sync::CancellationToken;
 use crate::model::{Envelope, Signal};
 use crate::telemetry::metrics::{STAGE_ERRORS, STAGE_ITEMS_IN, STAGE_ITEMS_OUT};
 
-use super::fanout::{FanOut, Full};
+use super::fanout::{FanOut, Full, Receipts};
 use super::{Accepted, BatchStage, Refused, StageError, Submission};
+
+/// How long a client waits for its batch to reach a disk queue before it is refused retryably.
+const DURABLE_DEADLINE: Duration = Duration::from_secs(10);
 
 /// Stages and fan-out of one signal.
 pub struct SignalPipeline {
@@ -76,9 +79,26 @@ impl SignalPipeline {
             tokio::select! {
                 received = input.recv() => match received {
                     Some(Submission { envelope, reply }) => {
-                        let verdict = self.process(envelope);
-                        // The client may have gone; the data was admitted (or not) either way.
-                        let _ = reply.send(verdict);
+                        match self.process_durably(envelope) {
+                            Ok((accepted, receipts)) if !receipts.is_empty() => {
+                                // Answered once a disk queue has it durably; the task goes on.
+                                let busy = self.busy();
+                                tokio::spawn(async move {
+                                    let verdict = match receipts.wait(DURABLE_DEADLINE).await {
+                                        Ok(()) => Ok(accepted),
+                                        Err(error) => {
+                                            tracing::debug!(%error, "Refused: not written to disk.");
+                                            Err(busy)
+                                        }
+                                    };
+                                    let _ = reply.send(verdict);
+                                });
+                            }
+                            // The client may have gone; the data was admitted (or not) either way.
+                            verdict => {
+                                let _ = reply.send(verdict.map(|(accepted, _)| accepted));
+                            }
+                        }
                     }
                     None => break,
                 },
@@ -95,14 +115,23 @@ impl SignalPipeline {
     /// # Errors
     /// [`Refused::Busy`] when a stage was full or no target had room.
     pub fn process(&mut self, envelope: Envelope) -> Result<Accepted, Refused> {
+        self.process_durably(envelope).map(|(accepted, _)| accepted)
+    }
+
+    /// [`SignalPipeline::process`], with what disk queues will say about the batch.
+    fn process_durably(&mut self, envelope: Envelope) -> Result<(Accepted, Receipts), Refused> {
         let processed = self.run_stages(0, vec![envelope])?;
+        let mut receipts = Receipts::default();
         for envelope in processed.out {
-            self.fanout.admit(envelope).map_err(|Full(_)| self.busy())?;
+            receipts.extend(self.fanout.admit(envelope).map_err(|Full(_)| self.busy())?);
         }
-        Ok(Accepted {
-            rejected_items: processed.rejected_items,
-            message: processed.message,
-        })
+        Ok((
+            Accepted {
+                rejected_items: processed.rejected_items,
+                message: processed.message,
+            },
+            receipts,
+        ))
     }
 
     fn busy(&self) -> Refused {

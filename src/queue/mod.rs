@@ -11,22 +11,27 @@
 //! acknowledged is dropped for lack of room.
 //!
 //! # Queue contract
-//! [`Queue`] is what the batcher pushes to and the workers pop from. The
-//! in-memory [`MemoryQueue`] implements it today; a disk queue (offline
-//! buffering that survives restarts) implements the same trait, acking a
-//! [`Delivery`] only after the export finished.
+//! [`Queue`] is what the workers pop from: the in-memory [`MemoryQueue`]
+//! (behind a batcher) or the [`DiskQueue`] (a segmented log kept across
+//! restarts), which deletes a record only when its [`Delivery`] is
+//! acknowledged after the export finished, and answers a batch's client
+//! (through [`QueuedBatch::durable`]) only once the record is on disk.
 
 /// The `sending_queue` and `retry_on_failure` tables (kept in [`crate::settings`], where
 /// every exporter kind's config can reach them).
 pub mod config {
     pub use crate::settings::delivery::{RetryConfig, SendingQueueConfig};
 }
+pub mod disk;
 pub mod memory;
 pub mod retry;
 pub mod sender;
 
 use std::future::Future;
 
+use tokio::sync::oneshot;
+
+pub use disk::DiskQueue;
 pub use memory::MemoryQueue;
 
 use crate::budget::Reservation;
@@ -38,7 +43,14 @@ pub struct QueuedBatch {
     pub batch: Batch,
     pub context: Context,
     pub reservation: Reservation,
+    /// Told when the batch is durable, for a queue that writes it to disk:
+    /// its client is answered only then. `None`: nobody waits (memory
+    /// queues, data acknowledged upstream already).
+    pub durable: Option<DurableReply>,
 }
+
+/// Where a disk queue says whether a batch reached the disk.
+pub type DurableReply = oneshot::Sender<Result<(), QueueError>>;
 
 impl QueuedBatch {
     /// `envelope` holding `reservation`.
@@ -47,6 +59,7 @@ impl QueuedBatch {
             batch: envelope.batch,
             context: envelope.context,
             reservation,
+            durable: None,
         }
     }
 
@@ -57,6 +70,7 @@ impl QueuedBatch {
             batch,
             context: Context::default(),
             reservation: Reservation::detached(items),
+            durable: None,
         }
     }
 
@@ -74,18 +88,51 @@ impl QueuedBatch {
 pub enum QueueError {
     #[error("queue is closed")]
     Closed,
+    #[error("disk queue is full")]
+    Full,
+    #[error("disk queue storage failed: {0}")]
+    Storage(String),
 }
 
+/// Settles a durable delivery: its records are deleted from disk.
+pub type DurableAck = Box<dyn FnOnce() + Send + Sync>;
+
 /// A batch popped from a queue; finishing it (dropping or [`Delivery::ack`])
-/// releases its items. A durable queue deletes it only on `ack`.
-#[derive(Debug)]
+/// releases its items. A durable queue deletes it only on `ack`: a durable
+/// delivery dropped without one (shutdown) stays on disk for the next start.
 pub struct Delivery {
     item: QueuedBatch,
+    durable: Option<DurableAck>,
+}
+
+impl std::fmt::Debug for Delivery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Delivery")
+            .field("item", &self.item)
+            .field("durable", &self.durable.is_some())
+            .finish()
+    }
 }
 
 impl Delivery {
     pub fn in_memory(item: QueuedBatch) -> Self {
-        Delivery { item }
+        Delivery {
+            item,
+            durable: None,
+        }
+    }
+
+    /// A batch read from disk; `ack` settles it there.
+    pub fn durable(item: QueuedBatch, ack: DurableAck) -> Self {
+        Delivery {
+            item,
+            durable: Some(ack),
+        }
+    }
+
+    /// Whether the batch stays queued (on disk) unless acknowledged.
+    pub fn is_durable(&self) -> bool {
+        self.durable.is_some()
     }
 
     pub fn batch(&self) -> &Batch {
@@ -108,7 +155,11 @@ impl Delivery {
     }
 
     /// The batch is done with: delivered or given up, either way counted.
-    pub fn ack(self) {}
+    pub fn ack(self) {
+        if let Some(ack) = self.durable {
+            ack();
+        }
+    }
 }
 
 /// A bounded FIFO of batches for one exporter, shared by its workers.

@@ -9,7 +9,8 @@
 //! # Shutdown
 //! Workers stop when the queue is closed and empty. When `abort` is
 //! cancelled (the drain deadline passed), retry waits are cut short and what
-//! is still queued is dropped and counted with reason `shutdown`.
+//! is still queued is dropped and counted with reason `shutdown` — except a
+//! disk queue's batches, which are left unacknowledged on disk for the next start.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -87,6 +88,10 @@ impl Sender {
         let signal = self.signal.as_str();
         let items = delivery.batch().items();
         if abort.is_cancelled() {
+            if delivery.is_durable() {
+                // Not sent: it stays on disk for the next start.
+                return;
+            }
             self.dropped(items, reason::SHUTDOWN);
             delivery.ack();
             return;
@@ -147,6 +152,9 @@ impl Sender {
                 break;
             }
             let Some(wait) = retrying.next_wait(&error, abort) else {
+                if abort.is_cancelled() && delivery.is_durable() {
+                    return; // stays on disk
+                }
                 self.give_up(failed, &error, abort);
                 break;
             };
@@ -154,6 +162,9 @@ impl Sender {
                 .increment(1);
             tracing::debug!(exporter = %self.id, %error, ?wait, "Export failed, will retry.");
             if !retrying.wait(wait, abort).await {
+                if delivery.is_durable() {
+                    return; // shutting down: stays on disk
+                }
                 self.give_up(failed, &error, abort);
                 break;
             }

@@ -518,6 +518,7 @@ pub fn split_by_shard(item: QueuedBatch, shards: usize) -> Vec<(usize, QueuedBat
         batch,
         context,
         mut reservation,
+        ..
     } = item;
     let salt = b"shard";
     crate::model::regroup::partition(&batch, |span| {
@@ -534,6 +535,7 @@ pub fn split_by_shard(item: QueuedBatch, shards: usize) -> Vec<(usize, QueuedBat
                 batch: part,
                 context: context.clone(),
                 reservation: held,
+                durable: None,
             },
         )
     })
@@ -572,6 +574,7 @@ impl Transform for TailSampler {
             batch,
             context,
             mut reservation,
+            ..
         } = input;
         let now = Instant::now();
         self.memo.clear();
@@ -970,6 +973,7 @@ status_code = { status_codes = ["ERROR"] }
             batch,
             context: Context::default().with_tenant("acme"),
             reservation: budget.try_reserve(items).unwrap(),
+            durable: None,
         };
         let parts = split_by_shard(item, 4);
         assert!(parts.len() > 1, "spread over shards");

@@ -2,8 +2,8 @@
 
 use serde::Deserialize;
 
-use crate::settings::units::HumanDuration;
-use crate::settings::validate::{push, Validate, GREATER_THAN_ZERO};
+use crate::settings::units::{ByteSize, HumanDuration};
+use crate::settings::validate::{join, push, Validate, GREATER_THAN_ZERO};
 use crate::settings::ConfigError;
 
 /// `[exporters.<kind>.<name>.sending_queue]` (Collector names).
@@ -14,8 +14,15 @@ pub struct SendingQueueConfig {
     pub num_consumers: usize,
     /// Items (spans, data points, log records) the queue holds, batching and
     /// in-flight requests included; beyond it new data is refused. Integer, greater than 0.
-    /// Default `200000`.
+    /// Default `200000`. With `storage = "disk"`: the items waiting in memory to be written.
     pub queue_size: u64,
+    /// Where queued batches wait: `"memory"` (lost on restart) or `"disk"` (a
+    /// segmented log in `[storage] directory`, kept across restarts and
+    /// crashes; the client is answered only once its data is on disk).
+    /// Default `"memory"`.
+    pub storage: QueueStorage,
+    /// `[…sending_queue.disk]`: the disk queue, with `storage = "disk"`. Default: all defaults.
+    pub disk: DiskQueueConfig,
 }
 
 impl Default for SendingQueueConfig {
@@ -23,6 +30,98 @@ impl Default for SendingQueueConfig {
         SendingQueueConfig {
             num_consumers: 4,
             queue_size: 200_000,
+            storage: QueueStorage::Memory,
+            disk: DiskQueueConfig::default(),
+        }
+    }
+}
+
+/// `sending_queue.storage`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum QueueStorage {
+    Memory,
+    Disk,
+}
+
+/// When a disk queue's record counts as written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Durability {
+    /// After `fdatasync`, one per group of concurrent requests (group commit).
+    Fsync,
+    /// After the write; `fdatasync` every `sync_interval` (a crash may lose that much).
+    Interval,
+    /// After the write; the operating system syncs when it likes.
+    None,
+}
+
+/// What a full disk queue does with new data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFull {
+    /// Refuse it retryably (gRPC `UNAVAILABLE` / HTTP 503 with a retry delay).
+    Backpressure,
+    /// Delete the oldest segment not being written (its items counted as dropped).
+    DropOldest,
+}
+
+/// `[exporters.<kind>.<name>.sending_queue.disk]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DiskQueueConfig {
+    /// Bytes of segments on disk this queue may hold. Size, at least `segment_bytes`.
+    /// Default `"1GiB"`.
+    pub max_bytes: ByteSize,
+    /// Bytes of one pre-allocated segment file. Size, at least 64 KiB. Default `"16MiB"`.
+    pub segment_bytes: ByteSize,
+    /// `"fsync"` (default), `"interval"` or `"none"`.
+    pub durability: Durability,
+    /// With `durability = "interval"`: how often. Duration, greater than 0. Default `"1s"`.
+    pub sync_interval: HumanDuration,
+    /// `"backpressure"` (default) or `"drop_oldest"`.
+    pub on_full: OnFull,
+}
+
+impl Default for DiskQueueConfig {
+    fn default() -> Self {
+        DiskQueueConfig {
+            max_bytes: ByteSize(1 << 30),
+            segment_bytes: ByteSize::mib(16),
+            durability: Durability::Fsync,
+            sync_interval: HumanDuration::from_secs(1),
+            on_full: OnFull::Backpressure,
+        }
+    }
+}
+
+/// Smallest segment accepted.
+pub const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
+
+impl Validate for DiskQueueConfig {
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        if self.segment_bytes.get() < MIN_SEGMENT_BYTES {
+            push(
+                errors,
+                path,
+                "segment_bytes",
+                format!("must be at least 64KiB, got {}", self.segment_bytes.get()),
+            );
+        }
+        if self.max_bytes.get() < self.segment_bytes.get() {
+            push(
+                errors,
+                path,
+                "max_bytes",
+                format!(
+                    "must be at least segment_bytes ({} bytes), got {}",
+                    self.segment_bytes.get(),
+                    self.max_bytes.get()
+                ),
+            );
+        }
+        if self.sync_interval.get().is_zero() {
+            push(errors, path, "sync_interval", GREATER_THAN_ZERO);
         }
     }
 }
@@ -63,10 +162,21 @@ impl Default for RetryConfig {
 impl SendingQueueConfig {
     /// The settings in words, for `check-config`.
     pub fn describe(&self) -> String {
-        format!(
+        let mut text = format!(
             "queue {} items, {} consumers",
             self.queue_size, self.num_consumers
-        )
+        );
+        if self.storage == QueueStorage::Disk {
+            let d = &self.disk;
+            text.push_str(&format!(
+                ", on disk up to {} bytes in {}-byte segments, {:?}, {:?} when full",
+                d.max_bytes.get(),
+                d.segment_bytes.get(),
+                d.durability,
+                d.on_full
+            ));
+        }
+        text
     }
 }
 
@@ -143,6 +253,39 @@ impl Validate for SendingQueueConfig {
         }
         if self.queue_size == 0 {
             push(errors, path, "queue_size", GREATER_THAN_ZERO);
+        }
+        self.disk.validate(&join(path, "disk"), errors);
+    }
+}
+
+/// `[storage]`: where disk queues live (as the Collector's `file_storage` extension).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Directory of the disk queues, one subdirectory per exporter and signal.
+    /// Default `"/var/lib/otlp-gateway/queue"`.
+    pub directory: std::path::PathBuf,
+    /// Bytes all disk queues together may hold. Size. Default `"8GiB"`. At start the
+    /// filesystem must have this much free (counting what the queues hold already).
+    pub max_bytes: ByteSize,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            directory: std::path::PathBuf::from("/var/lib/otlp-gateway/queue"),
+            max_bytes: ByteSize(8 << 30),
+        }
+    }
+}
+
+impl Validate for StorageConfig {
+    fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
+        if self.directory.as_os_str().is_empty() {
+            push(errors, path, "directory", "must not be empty");
+        }
+        if self.max_bytes.get() < MIN_SEGMENT_BYTES {
+            push(errors, path, "max_bytes", "must be at least 64KiB");
         }
     }
 }

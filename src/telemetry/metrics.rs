@@ -92,6 +92,11 @@ pub const BATCH_FLUSHES: &str = "otlp_gateway_batch_flushes_total";
 pub const QUEUE_ITEMS: &str = "otlp_gateway_queue_items";
 /// Capacity of that queue in items, by `exporter`, `signal`.
 pub const QUEUE_CAPACITY: &str = "otlp_gateway_queue_capacity_items";
+pub const QUEUE_DISK_BYTES: &str = "otlp_gateway_queue_disk_bytes";
+pub const QUEUE_DISK_PENDING_RECORDS: &str = "otlp_gateway_queue_disk_pending_records";
+pub const QUEUE_DISK_CORRUPT_RECORDS: &str = "otlp_gateway_queue_disk_corrupt_records_total";
+pub const QUEUE_DISK_SYNC_FAILURES: &str = "otlp_gateway_queue_disk_sync_failures_total";
+pub const QUEUE_DISK_ITEMS_DROPPED: &str = "otlp_gateway_queue_disk_items_dropped_total";
 
 // --- exporter ---
 /// Items delivered, by `exporter`, `signal`.
@@ -136,6 +141,10 @@ pub mod reason {
     pub const PERMISSION_DENIED: &str = "permission_denied";
     pub const INVALID_TENANT: &str = "invalid_tenant";
     pub const OVER_QUOTA: &str = "over_quota";
+    /// A disk queue deleted its oldest segment for room (`on_full = "drop_oldest"`).
+    pub const DISK_FULL: &str = "disk_full";
+    /// A disk queue could not write data that was acknowledged upstream.
+    pub const STORAGE: &str = "storage";
 }
 
 /// Registers descriptions and units with the installed recorder.
@@ -202,6 +211,26 @@ pub fn describe() {
         "Items held for an exporter: batching, queued and in flight."
     );
     describe_gauge!(QUEUE_CAPACITY, "Capacity of an exporter's queue in items.");
+    describe_gauge!(
+        QUEUE_DISK_BYTES,
+        "Bytes of segment files a disk queue holds."
+    );
+    describe_gauge!(
+        QUEUE_DISK_PENDING_RECORDS,
+        "Records in a disk queue not yet delivered."
+    );
+    describe_counter!(
+        QUEUE_DISK_CORRUPT_RECORDS,
+        "Disk queue records skipped for a bad checksum or length."
+    );
+    describe_counter!(
+        QUEUE_DISK_SYNC_FAILURES,
+        "Failed writes or fdatasync calls of a disk queue."
+    );
+    describe_counter!(
+        QUEUE_DISK_ITEMS_DROPPED,
+        "Items a full disk queue deleted (on_full = drop_oldest), per tenant."
+    );
     describe_counter!(EXPORTER_ITEMS_SENT, "Items delivered by an exporter.");
     describe_counter!(EXPORTER_ITEMS_FAILED, "Items in failed export attempts.");
     describe_counter!(
