@@ -3,6 +3,7 @@
 //! ```text
 //! per signal with a pipeline:   Ingest channel ─► SignalPipeline task ─► FanOut
 //! per (signal, exporter):       Target ─► branch (Batcher ─► MemoryQueue ─► Sender workers)
+//! per exporter:                 one CircuitBreaker, shared by its workers of every signal
 //! traces with spanmetrics:      one more Target ─► SpanMetricsConnector ─► metrics Ingest
 //! exporters are looked up by id in the config's registry, never by parsing kind strings.
 //! receivers (gRPC, HTTP) and the admin listener are bound before anything is reported ready.
@@ -27,6 +28,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
 use crate::model::Signal;
+use crate::queue::breaker::CircuitBreaker;
 use crate::queue::retry::RetryPolicy;
 use crate::receiver::grpc::GrpcReceiver;
 use crate::receiver::http::HttpReceiver;
@@ -143,6 +145,9 @@ impl Gateway {
         let retry_after = receiver_config.retry_after.get();
 
         let mut queues = Vec::new();
+        // One circuit breaker per exporter id (per tenant for per-tenant exporters), shared
+        // by the branches of every signal that sends to it: they reach the same backend.
+        let mut breakers: HashMap<String, Arc<CircuitBreaker>> = HashMap::new();
         let mut tasks = BranchTasks::default();
         let mut pipelines = JoinSet::new();
         let abort_export = CancellationToken::new();
@@ -193,13 +198,21 @@ impl Gateway {
                     .config
                     .retry_on_failure()
                     .map_or_else(RetryPolicy::disabled, RetryPolicy::from_config);
+                let breaker_config = entry.config.circuit_breaker();
                 let mut spawn = |label: &str, exporter| {
+                    let breaker = breaker_config.enabled.then(|| {
+                        breakers
+                            .entry(label.to_owned())
+                            .or_insert_with(|| Arc::new(CircuitBreaker::new(label, breaker_config)))
+                            .clone()
+                    });
                     let settings = BranchSettings {
                         id: label,
                         signal,
                         batch: &config.processors.batch,
                         queue: entry.config.sending_queue(),
                         retry: retry.clone(),
+                        breaker,
                     };
                     let mut target = spawn_branch(&settings, exporter, &abort_export, &mut tasks);
                     if let Some(tenants) = &tenants {
@@ -319,6 +332,10 @@ impl Gateway {
                 .collect(),
             config.admin.ready_queue_high_water,
         );
+        // /ready fails, with the reason, while a breaker is open.
+        for breaker in breakers.into_values() {
+            readiness.add_check(breaker);
+        }
         let stop_admin = CancellationToken::new();
         let mut admin = JoinSet::new();
         let admin_server = AdminServer::bind(&config.admin.endpoint, readiness.clone()).await?;

@@ -114,6 +114,7 @@ fn branch<E: Exporter>(
         batch,
         queue,
         retry,
+        breaker: None,
     };
     spawn_branch(
         &settings,

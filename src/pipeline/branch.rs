@@ -25,6 +25,7 @@ use crate::batch::{BatchConfig, Batcher};
 use crate::budget::ItemBudget;
 use crate::exporter::{DynExporter, Partitioner};
 use crate::model::{Envelope, Signal};
+use crate::queue::breaker::CircuitBreaker;
 use crate::queue::retry::RetryPolicy;
 use crate::queue::sender::Sender;
 use crate::queue::{MemoryQueue, QueuedBatch};
@@ -44,6 +45,8 @@ pub struct BranchSettings<'a> {
     pub batch: &'a BatchConfig,
     pub queue: &'a SendingQueueConfig,
     pub retry: RetryPolicy,
+    /// The exporter's circuit breaker (shared by all its workers), if it has one.
+    pub breaker: Option<Arc<CircuitBreaker>>,
 }
 
 /// The tasks of running branches: batchers (and routers), and senders,
@@ -68,7 +71,8 @@ pub fn spawn_branch(
         settings.signal,
         exporter.clone(),
         settings.retry.clone(),
-    );
+    )
+    .with_breaker(settings.breaker.clone());
     match exporter.partitioner() {
         None => {
             let (target, rx) =

@@ -16,6 +16,7 @@
 //! buffering that survives restarts) implements the same trait, acking a
 //! [`Delivery`] only after the export finished.
 
+pub mod breaker;
 /// The `sending_queue` and `retry_on_failure` tables (kept in [`crate::settings`], where
 /// every exporter kind's config can reach them).
 pub mod config {

@@ -6,10 +6,17 @@
 //! refused) items are counted and their budget released at once; the
 //! exporter has cut its request down to the rest, which alone is retried.
 //!
+//! # Circuit breaker
+//! With a [`CircuitBreaker`] (one per exporter, shared by its workers), every
+//! attempt first asks it for leave: while it is open the worker waits there,
+//! with its batch, and the queue fills behind it. That wait is left out of
+//! the batch's `max_elapsed_time`, so an outage longer than the retry budget
+//! delays data instead of dropping it.
+//!
 //! # Shutdown
 //! Workers stop when the queue is closed and empty. When `abort` is
-//! cancelled (the drain deadline passed), retry waits are cut short and what
-//! is still queued is dropped and counted with reason `shutdown`.
+//! cancelled (the drain deadline passed), retry and breaker waits are cut
+//! short and what is still queued is dropped and counted with reason `shutdown`.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +33,7 @@ use crate::telemetry::metrics::{
     EXPORTER_REQUEST_DURATION, EXPORTER_RETRIES,
 };
 
+use super::breaker::CircuitBreaker;
 use super::retry::RetryPolicy;
 use super::{Delivery, Queue};
 
@@ -36,6 +44,7 @@ pub struct Sender {
     signal: Signal,
     exporter: Arc<dyn DynExporter>,
     retry: RetryPolicy,
+    breaker: Option<Arc<CircuitBreaker>>,
 }
 
 impl std::fmt::Debug for Sender {
@@ -59,7 +68,15 @@ impl Sender {
             signal,
             exporter,
             retry,
+            breaker: None,
         }
+    }
+
+    /// Asks `breaker` (the exporter's, shared by all its workers) before every attempt.
+    #[must_use]
+    pub fn with_breaker(mut self, breaker: Option<Arc<CircuitBreaker>>) -> Self {
+        self.breaker = breaker;
+        self
     }
 
     /// Starts `consumers` workers on `queue` into `tasks`.
@@ -107,8 +124,28 @@ impl Sender {
         loop {
             // Items this attempt carries: fewer after a partial success.
             let attempt_items = self.exporter.items(&request);
+            let permit = match &self.breaker {
+                Some(breaker) => {
+                    let waiting = Instant::now();
+                    let permit = breaker.admit(abort).await;
+                    retrying.exclude(waiting.elapsed());
+                    let Some(permit) = permit else {
+                        self.dropped(attempt_items, reason::SHUTDOWN);
+                        warn_rate_limited(
+                            &self.id,
+                            &format!("dropped {attempt_items} items (shutdown) at an open circuit breaker"),
+                        );
+                        break;
+                    };
+                    Some(permit)
+                }
+                None => None,
+            };
             let started = Instant::now();
             let result = self.exporter.send(&mut request).await;
+            if let Some(permit) = permit {
+                permit.record(&result);
+            }
             histogram!(EXPORTER_REQUEST_DURATION, "exporter" => self.id.clone(), "signal" => signal)
                 .record(started.elapsed().as_secs_f64());
             let error = match result {
