@@ -447,3 +447,353 @@ impl FailureWindow {
         self.buckets = [Bucket::default(); WINDOW_BUCKETS];
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use crate::settings::units::HumanDuration;
+
+    /// Opens after `failures` in a row; the ratio is out of the way (1000 attempts needed).
+    fn config(failures: u32, open_initial: u64, open_max: u64) -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            consecutive_failures: failures,
+            min_requests: 1000,
+            open_initial: HumanDuration::from_secs(open_initial),
+            open_max: HumanDuration::from_secs(open_max),
+            ..CircuitBreakerConfig::default()
+        }
+    }
+
+    fn ok() -> Result<ExportOutcome, ExportError> {
+        Ok(ExportOutcome::default())
+    }
+
+    fn unavailable(retry_after: Option<Duration>) -> Result<ExportOutcome, ExportError> {
+        Err(ExportError::Retryable {
+            reason: "503".into(),
+            retry_after,
+        })
+    }
+
+    fn bad_request() -> Result<ExportOutcome, ExportError> {
+        Err(ExportError::Permanent {
+            reason: "400".into(),
+        })
+    }
+
+    /// One attempt through `breaker` answering `result`; returns how long admission took.
+    async fn attempt(
+        breaker: &CircuitBreaker,
+        result: &Result<ExportOutcome, ExportError>,
+    ) -> Duration {
+        let start = Instant::now();
+        let permit = breaker
+            .admit(&CancellationToken::new())
+            .await
+            .expect("not cancelled");
+        let waited = start.elapsed();
+        permit.record(result);
+        waited
+    }
+
+    /// Whether `waited` lies in the jitter band around `base` (capped at `max`), give or
+    /// take the timer's millisecond.
+    fn within_jitter(waited: Duration, base: f64, max: f64) -> bool {
+        let low = (base * (1.0 - JITTER)).min(max) - 0.002;
+        let high = (base * (1.0 + JITTER)).min(max) + 0.002;
+        (low..=high).contains(&waited.as_secs_f64())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn n_consecutive_retryable_failures_open_it() {
+        let breaker = CircuitBreaker::new("otlp/t", &config(3, 1, 60));
+        for _ in 0..2 {
+            attempt(&breaker, &unavailable(None)).await;
+        }
+        // A success in between starts the count again.
+        attempt(&breaker, &ok()).await;
+        for _ in 0..2 {
+            assert_eq!(attempt(&breaker, &unavailable(None)).await, Duration::ZERO);
+        }
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        attempt(&breaker, &unavailable(None)).await;
+        assert_eq!(breaker.state(), CircuitState::Open);
+        assert_eq!(
+            breaker.not_ready().as_deref(),
+            Some("circuit breaker of otlp/t open")
+        );
+        // No attempt is admitted before the open wait is over.
+        let early = tokio::time::timeout(
+            Duration::from_millis(700),
+            breaker.admit(&CancellationToken::new()),
+        )
+        .await;
+        assert!(early.is_err(), "admitted while open");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_open_wait_doubles_from_1s_to_60s_within_the_jitter() {
+        let breaker = CircuitBreaker::new("otlp/t", &config(1, 1, 60));
+        attempt(&breaker, &unavailable(None)).await;
+        let mut base = 1.0_f64;
+        let mut waits = Vec::new();
+        for _ in 0..10 {
+            let start = Instant::now();
+            let permit = breaker.admit(&CancellationToken::new()).await.unwrap();
+            let waited = start.elapsed();
+            assert!(permit.is_probe());
+            assert_eq!(breaker.state(), CircuitState::HalfOpen);
+            assert!(
+                within_jitter(waited, base, 60.0),
+                "waited {waited:?} for a base of {base}s"
+            );
+            waits.push(waited);
+            permit.record(&unavailable(None));
+            assert_eq!(breaker.state(), CircuitState::Open);
+            base = (base * 2.0).min(60.0);
+        }
+        // 1, 2, 4, 8, 16, 32, then the cap.
+        assert!(waits[5] > Duration::from_secs(25), "{waits:?}");
+        assert!(waits[6..]
+            .iter()
+            .all(|w| *w >= Duration::from_secs(48) && *w <= Duration::from_secs(60)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waits_are_jittered() {
+        let mut firsts = Vec::new();
+        for _ in 0..200 {
+            let breaker = CircuitBreaker::new("otlp/t", &config(1, 10, 60));
+            attempt(&breaker, &unavailable(None)).await;
+            firsts.push(attempt(&breaker, &ok()).await);
+        }
+        assert!(firsts.iter().all(|w| within_jitter(*w, 10.0, 60.0)));
+        assert!(firsts.iter().any(|w| *w < Duration::from_millis(9_500)));
+        assert!(firsts.iter().any(|w| *w > Duration::from_millis(10_500)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_backend_s_retry_after_is_the_floor() {
+        let breaker = CircuitBreaker::new("otlp/t", &config(1, 1, 60));
+        attempt(&breaker, &unavailable(Some(Duration::from_secs(10)))).await;
+        let waited = attempt(&breaker, &unavailable(Some(Duration::from_secs(120)))).await;
+        assert!(
+            waited >= Duration::from_secs(10) && waited < Duration::from_secs(11),
+            "{waited:?}"
+        );
+        // Past open_max too: the backend said when.
+        let waited = attempt(&breaker, &ok()).await;
+        assert!(
+            waited >= Duration::from_secs(120) && waited < Duration::from_secs(121),
+            "{waited:?}"
+        );
+        assert_eq!(breaker.state(), CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn half_open_lets_exactly_one_probe_through_while_the_others_wait() {
+        let breaker = Arc::new(CircuitBreaker::new("otlp/t", &config(1, 1, 60)));
+        attempt(&breaker, &unavailable(None)).await;
+        let probe = breaker.admit(&CancellationToken::new()).await.unwrap();
+        assert!(probe.is_probe());
+
+        let admitted = Arc::new(AtomicUsize::new(0));
+        let mut others = Vec::new();
+        for _ in 0..3 {
+            let (breaker, admitted) = (breaker.clone(), admitted.clone());
+            others.push(tokio::spawn(async move {
+                let permit = breaker.admit(&CancellationToken::new()).await.unwrap();
+                assert!(!permit.is_probe());
+                admitted.fetch_add(1, Ordering::SeqCst);
+                permit.record(&ok());
+            }));
+        }
+        // However long the probe takes, nobody else is let through.
+        tokio::time::sleep(Duration::from_secs(300)).await;
+        assert_eq!(admitted.load(Ordering::SeqCst), 0);
+        assert_eq!(breaker.state(), CircuitState::HalfOpen);
+        assert!(breaker.not_ready().unwrap().contains("half-open"));
+
+        probe.record(&ok());
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        assert_eq!(breaker.not_ready(), None);
+        for other in others {
+            other.await.unwrap();
+        }
+        assert_eq!(admitted.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_reopens_and_the_waiters_keep_waiting() {
+        let breaker = Arc::new(CircuitBreaker::new("otlp/t", &config(1, 1, 60)));
+        attempt(&breaker, &unavailable(None)).await;
+        let probe = breaker.admit(&CancellationToken::new()).await.unwrap();
+        let waiter = {
+            let breaker = breaker.clone();
+            tokio::spawn(async move {
+                let start = Instant::now();
+                let permit = breaker.admit(&CancellationToken::new()).await.unwrap();
+                (start.elapsed(), permit.is_probe())
+            })
+        };
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        probe.record(&unavailable(None));
+        // The waiter is the next probe, after the doubled wait (2s ± jitter).
+        let (waited, is_probe) = waiter.await.unwrap();
+        assert!(is_probe);
+        assert!(
+            within_jitter(waited - Duration::from_millis(100), 2.0, 60.0),
+            "{waited:?}"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn success_closes_and_resets_the_backoff() {
+        let breaker = CircuitBreaker::new("otlp/t", &config(1, 1, 60));
+        attempt(&breaker, &unavailable(None)).await;
+        attempt(&breaker, &unavailable(None)).await; // probe fails: 2s next
+        attempt(&breaker, &unavailable(None)).await; // probe fails: 4s next
+        let waited = attempt(&breaker, &ok()).await;
+        assert!(within_jitter(waited, 4.0, 60.0), "{waited:?}");
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        assert_eq!(attempt(&breaker, &ok()).await, Duration::ZERO);
+        // The next opening starts over at open_initial.
+        attempt(&breaker, &unavailable(None)).await;
+        let waited = attempt(&breaker, &ok()).await;
+        assert!(within_jitter(waited, 1.0, 60.0), "{waited:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn permanent_errors_never_trip_it() {
+        let breaker = CircuitBreaker::new("otlp/t", &config(1, 1, 60));
+        for _ in 0..100 {
+            assert_eq!(attempt(&breaker, &bad_request()).await, Duration::ZERO);
+        }
+        assert_eq!(breaker.state(), CircuitState::Closed);
+
+        // Nor with the ratio: 100 % permanent errors are no failures.
+        let ratio = CircuitBreaker::new(
+            "otlp/r",
+            &CircuitBreakerConfig {
+                consecutive_failures: 1000,
+                min_requests: 5,
+                ..CircuitBreakerConfig::default()
+            },
+        );
+        for _ in 0..100 {
+            attempt(&ratio, &bad_request()).await;
+        }
+        assert_eq!(ratio.state(), CircuitState::Closed);
+
+        // A probe answered with a permanent error hands the probe on, at once.
+        attempt(&breaker, &unavailable(None)).await;
+        attempt(&breaker, &bad_request()).await;
+        assert_eq!(breaker.state(), CircuitState::HalfOpen);
+        let permit = breaker.admit(&CancellationToken::new()).await.unwrap();
+        assert!(permit.is_probe());
+        // Dropped unreported (its worker stopped): the same.
+        drop(permit);
+        assert_eq!(attempt(&breaker, &ok()).await, Duration::ZERO);
+        assert_eq!(breaker.state(), CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_partial_success_counts_as_success() {
+        let breaker = CircuitBreaker::new("otlp/t", &config(2, 1, 60));
+        let partial = Err(ExportError::Partial {
+            delivered: 3,
+            rejected: 0,
+            reason: "some documents 429".into(),
+            retry_after: None,
+        });
+        for _ in 0..10 {
+            attempt(&breaker, &unavailable(None)).await;
+            attempt(&breaker, &partial).await;
+        }
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        attempt(&breaker, &unavailable(None)).await;
+        attempt(&breaker, &unavailable(None)).await;
+        assert_eq!(breaker.state(), CircuitState::Open);
+        attempt(&breaker, &partial).await;
+        assert_eq!(breaker.state(), CircuitState::Closed);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_failure_ratio_over_the_window_trips_it() {
+        let breaker = CircuitBreaker::new(
+            "otlp/t",
+            &CircuitBreakerConfig {
+                consecutive_failures: 1000,
+                failure_ratio: 0.1,
+                window: HumanDuration::from_secs(30),
+                min_requests: 20,
+                ..CircuitBreakerConfig::default()
+            },
+        );
+        for _ in 0..18 {
+            attempt(&breaker, &ok()).await;
+        }
+        attempt(&breaker, &unavailable(None)).await; // 1 of 19: too few attempts
+        attempt(&breaker, &ok()).await;
+        attempt(&breaker, &unavailable(None)).await; // 2 of 21 = 9.5 %
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        attempt(&breaker, &unavailable(None)).await; // 3 of 22 = 13.6 %
+        assert_eq!(breaker.state(), CircuitState::Open);
+
+        // Attempts older than the window no longer count.
+        let breaker = CircuitBreaker::new(
+            "otlp/w",
+            &CircuitBreakerConfig {
+                consecutive_failures: 1000,
+                min_requests: 4,
+                ..CircuitBreakerConfig::default()
+            },
+        );
+        for _ in 0..30 {
+            attempt(&breaker, &ok()).await;
+        }
+        attempt(&breaker, &unavailable(None)).await; // 1 of 31
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        for _ in 0..2 {
+            attempt(&breaker, &unavailable(None)).await; // 2 of 2, but fewer than 4 attempts
+        }
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        attempt(&breaker, &ok()).await;
+        attempt(&breaker, &unavailable(None)).await; // 3 of 4
+        assert_eq!(breaker.state(), CircuitState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn results_of_attempts_from_before_a_change_are_ignored() {
+        let breaker = CircuitBreaker::new("otlp/t", &config(1, 1, 60));
+        let cancel = CancellationToken::new();
+        let in_flight = breaker.admit(&cancel).await.unwrap();
+        attempt(&breaker, &unavailable(None)).await;
+        assert_eq!(breaker.state(), CircuitState::Open);
+        // A request sent before the breaker opened comes back fine: it does not close it.
+        in_flight.record(&ok());
+        assert_eq!(breaker.state(), CircuitState::Open);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn cancellation_cuts_the_open_wait_short() {
+        let breaker = CircuitBreaker::new("otlp/t", &config(1, 30, 60));
+        attempt(&breaker, &unavailable(None)).await;
+        let cancel = CancellationToken::new();
+        let canceller = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                cancel.cancel();
+            })
+        };
+        let start = Instant::now();
+        assert!(breaker.admit(&cancel).await.is_none());
+        assert_eq!(start.elapsed(), Duration::from_secs(2));
+        canceller.await.unwrap();
+        assert!(breaker.admit(&cancel).await.is_none());
+    }
+}
