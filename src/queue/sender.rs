@@ -235,3 +235,157 @@ fn warn_rate_limited(exporter: &str, message: &str) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    use crate::exporter::{ExportOutcome, Exporter};
+    use crate::model::{Batch, Context};
+    use crate::queue::QueuedBatch;
+    use crate::settings::breaker::CircuitBreakerConfig;
+    use crate::settings::delivery::RetryConfig;
+    use crate::settings::units::HumanDuration;
+    use crate::testkit;
+
+    /// A backend that answers 503 until `up_at`, then takes everything.
+    #[derive(Debug)]
+    struct Outage {
+        up_at: Instant,
+        attempts: AtomicU64,
+        delivered: AtomicU64,
+    }
+
+    impl Outage {
+        fn for_secs(secs: u64) -> Arc<Outage> {
+            Arc::new(Outage {
+                up_at: Instant::now() + Duration::from_secs(secs),
+                attempts: AtomicU64::new(0),
+                delivered: AtomicU64::new(0),
+            })
+        }
+    }
+
+    impl Exporter for Arc<Outage> {
+        type Request = u64;
+
+        fn encode(&self, batch: &Batch, _context: &Context) -> Result<u64, ExportError> {
+            Ok(batch.items())
+        }
+
+        async fn send(&self, request: &mut u64) -> Result<ExportOutcome, ExportError> {
+            self.attempts.fetch_add(1, Ordering::SeqCst);
+            if Instant::now() < self.up_at {
+                return Err(ExportError::Retryable {
+                    reason: "503".into(),
+                    retry_after: None,
+                });
+            }
+            self.delivered.fetch_add(*request, Ordering::SeqCst);
+            Ok(ExportOutcome::default())
+        }
+
+        fn items(&self, request: &u64) -> u64 {
+            *request
+        }
+    }
+
+    /// Retries every second, giving up 10 s after the first attempt.
+    fn retry() -> RetryPolicy {
+        RetryPolicy::from_config(&RetryConfig {
+            enabled: true,
+            initial_interval: HumanDuration::from_secs(1),
+            randomization_factor: 0.0,
+            multiplier: 1.0,
+            max_interval: HumanDuration::from_secs(1),
+            max_elapsed_time: HumanDuration::from_secs(10),
+        })
+    }
+
+    fn sender(backend: &Arc<Outage>, breaker: Option<Arc<CircuitBreaker>>) -> Sender {
+        Sender::new("otlp/t", Signal::Traces, Arc::new(backend.clone()), retry())
+            .with_breaker(breaker)
+    }
+
+    fn breaker() -> Arc<CircuitBreaker> {
+        Arc::new(CircuitBreaker::new(
+            "otlp/t",
+            &CircuitBreakerConfig {
+                consecutive_failures: 3,
+                ..CircuitBreakerConfig::default()
+            },
+        ))
+    }
+
+    fn delivery() -> Delivery {
+        Delivery::in_memory(QueuedBatch::detached(testkit::batch(Signal::Traces, 1, 10)))
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn waiting_at_an_open_breaker_does_not_spend_the_retry_budget() {
+        // Without a breaker, a 100 s outage outlasts the 10 s budget: the batch is dropped.
+        let backend = Outage::for_secs(100);
+        sender(&backend, None)
+            .deliver(delivery(), &CancellationToken::new())
+            .await;
+        assert_eq!(backend.delivered.load(Ordering::SeqCst), 0);
+        assert!(backend.attempts.load(Ordering::SeqCst) >= 10);
+
+        // With one, the batch waits for the backend and arrives.
+        let backend = Outage::for_secs(100);
+        let start = Instant::now();
+        sender(&backend, Some(breaker()))
+            .deliver(delivery(), &CancellationToken::new())
+            .await;
+        assert_eq!(backend.delivered.load(Ordering::SeqCst), 10);
+        assert!(start.elapsed() >= Duration::from_secs(100));
+        // 3 to open it, then probes 1 + 2 + 4 + … s apart (±20 %): 7 or 8 more, not 100.
+        let attempts = backend.attempts.load(Ordering::SeqCst);
+        assert!((5..=14).contains(&attempts), "{attempts} attempts");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn workers_share_the_breaker_and_stop_attempting_while_it_is_open() {
+        let backend = Outage::for_secs(60);
+        let queue = crate::queue::MemoryQueue::new(64);
+        for _ in 0..20 {
+            queue
+                .push(QueuedBatch::detached(testkit::batch(Signal::Traces, 1, 10)))
+                .await
+                .unwrap();
+        }
+        queue.close();
+        let mut tasks = JoinSet::new();
+        sender(&backend, Some(breaker())).spawn(queue, 4, CancellationToken::new(), &mut tasks);
+        while tasks.join_next().await.is_some() {}
+        assert_eq!(backend.delivered.load(Ordering::SeqCst), 200);
+        // Four workers retrying every second for 60 s would make ~240 attempts.
+        let during_outage = backend.attempts.load(Ordering::SeqCst) - 20;
+        assert!(during_outage <= 20, "{during_outage} failed attempts");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn shutdown_cuts_the_breaker_wait_short() {
+        let backend = Outage::for_secs(3600);
+        let abort = CancellationToken::new();
+        let aborter = {
+            let abort = abort.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                abort.cancel();
+            })
+        };
+        let start = Instant::now();
+        sender(&backend, Some(breaker()))
+            .deliver(delivery(), &abort)
+            .await;
+        assert!(
+            start.elapsed() <= Duration::from_secs(31),
+            "{:?}",
+            start.elapsed()
+        );
+        assert_eq!(backend.delivered.load(Ordering::SeqCst), 0);
+        aborter.await.unwrap();
+    }
+}
