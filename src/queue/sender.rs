@@ -10,8 +10,9 @@
 //! With a [`CircuitBreaker`] (one per exporter, shared by its workers), every
 //! attempt first asks it for leave: while it is open the worker waits there,
 //! with its batch, and the queue fills behind it. That wait is left out of
-//! the batch's `max_elapsed_time`, so an outage longer than the retry budget
-//! delays data instead of dropping it.
+//! the batch's `max_elapsed_time`, and after a retryable failure that finds
+//! the breaker open it replaces the retry's own backoff wait, so an outage
+//! longer than the retry budget delays data instead of dropping it.
 //!
 //! # Shutdown
 //! Workers stop when the queue is closed and empty. When `abort` is
@@ -33,7 +34,7 @@ use crate::telemetry::metrics::{
     EXPORTER_REQUEST_DURATION, EXPORTER_RETRIES,
 };
 
-use super::breaker::CircuitBreaker;
+use super::breaker::{CircuitBreaker, CircuitState};
 use super::retry::RetryPolicy;
 use super::{Delivery, Queue};
 
@@ -183,6 +184,14 @@ impl Sender {
             if failed == 0 {
                 break;
             }
+            if self.breaker_open() && error.is_retryable() && self.retry.is_enabled() {
+                // The breaker's wait (not charged to the budget) stands in for the retry's own:
+                // a long outage costs each batch nothing but its failed attempts.
+                counter!(EXPORTER_RETRIES, "exporter" => self.id.clone(), "signal" => signal)
+                    .increment(1);
+                tracing::debug!(exporter = %self.id, %error, "Export failed, will retry once the circuit breaker lets it.");
+                continue;
+            }
             let Some(wait) = retrying.next_wait(&error, abort) else {
                 self.give_up(failed, &error, abort);
                 break;
@@ -196,6 +205,13 @@ impl Sender {
             }
         }
         delivery.ack();
+    }
+
+    /// Whether the exporter's breaker stops attempts right now (open, or half-open with its probe out).
+    fn breaker_open(&self) -> bool {
+        self.breaker
+            .as_ref()
+            .is_some_and(|breaker| breaker.state() != CircuitState::Closed)
     }
 
     fn give_up(&self, items: u64, error: &ExportError, abort: &CancellationToken) {
@@ -343,6 +359,45 @@ mod tests {
         // 3 to open it, then probes 1 + 2 + 4 + … s apart (±20 %): 7 or 8 more, not 100.
         let attempts = backend.attempts.load(Ordering::SeqCst);
         assert!((5..=14).contains(&attempts), "{attempts} attempts");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_hour_long_outage_drops_nothing() {
+        // Retry waits of up to 5 s against a 10 s budget: charged after every failed probe,
+        // they would use the budget up within a few probes.
+        let growing = RetryPolicy::from_config(&RetryConfig {
+            enabled: true,
+            initial_interval: HumanDuration::from_secs(1),
+            randomization_factor: 0.0,
+            multiplier: 2.0,
+            max_interval: HumanDuration::from_secs(5),
+            max_elapsed_time: HumanDuration::from_secs(10),
+        });
+        let backend = Outage::for_secs(3600);
+        Sender::new("otlp/t", Signal::Traces, Arc::new(backend.clone()), growing)
+            .with_breaker(Some(breaker()))
+            .deliver(delivery(), &CancellationToken::new())
+            .await;
+        assert_eq!(backend.delivered.load(Ordering::SeqCst), 10);
+        // 3 to open, ~6 probes while the wait doubles to 60 s, then one a minute.
+        let attempts = backend.attempts.load(Ordering::SeqCst);
+        assert!((60..=90).contains(&attempts), "{attempts} attempts");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn retries_off_still_make_one_attempt() {
+        let backend = Outage::for_secs(100);
+        Sender::new(
+            "otlp/t",
+            Signal::Traces,
+            Arc::new(backend.clone()),
+            RetryPolicy::disabled(),
+        )
+        .with_breaker(Some(breaker()))
+        .deliver(delivery(), &CancellationToken::new())
+        .await;
+        assert_eq!(backend.attempts.load(Ordering::SeqCst), 1);
+        assert_eq!(backend.delivered.load(Ordering::SeqCst), 0);
     }
 
     #[tokio::test(start_paused = true)]
