@@ -3,6 +3,7 @@
 //! ```text
 //! per signal with a pipeline:   Ingest channel ─► SignalPipeline task ─► FanOut
 //! per (signal, exporter):       Target ─► branch (Batcher ─► MemoryQueue ─► Sender workers)
+//! per exporter:                 one CircuitBreaker, shared by its workers of every signal
 //! traces with spanmetrics:      one more Target ─► SpanMetricsConnector ─► metrics Ingest
 //! exporters are looked up by id in the config's registry, never by parsing kind strings.
 //! receivers (gRPC, HTTP) and the admin listener are bound before anything is reported ready.
@@ -28,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use crate::budget::ItemBudget;
 use crate::config::Config;
 use crate::model::Signal;
+use crate::queue::breaker::CircuitBreaker;
 use crate::queue::disk::{LogSettings, StdFs};
 use crate::queue::retry::RetryPolicy;
 use crate::queue::DiskQueue;
@@ -159,6 +161,9 @@ impl Gateway {
         let retry_after = receiver_config.retry_after.get();
 
         let mut queues = Vec::new();
+        // One circuit breaker per exporter id (per tenant for per-tenant exporters), shared
+        // by the branches of every signal that sends to it: they reach the same backend.
+        let mut breakers: HashMap<String, Arc<CircuitBreaker>> = HashMap::new();
         let mut tasks = BranchTasks::default();
         // Every disk queue's segments, against `[storage] max_bytes`.
         let disk_budget = ItemBudget::new(config.storage.max_bytes.get());
@@ -213,7 +218,14 @@ impl Gateway {
                     .config
                     .retry_on_failure()
                     .map_or_else(RetryPolicy::disabled, RetryPolicy::from_config);
+                let breaker_config = entry.config.circuit_breaker();
                 let mut spawn = |label: &str, exporter| -> Result<usize, StartError> {
+                    let breaker = breaker_config.enabled.then(|| {
+                        breakers
+                            .entry(label.to_owned())
+                            .or_insert_with(|| Arc::new(CircuitBreaker::new(label, breaker_config)))
+                            .clone()
+                    });
                     let queue = entry.config.sending_queue();
                     let disk = match queue.storage {
                         QueueStorage::Memory => None,
@@ -237,6 +249,7 @@ impl Gateway {
                         queue,
                         retry: retry.clone(),
                         disk,
+                        breaker,
                     };
                     let mut target = spawn_branch(&settings, exporter, &abort_export, &mut tasks);
                     if let Some(tenants) = &tenants {
@@ -361,6 +374,10 @@ impl Gateway {
         );
         for check in disk_checks {
             readiness.add_check(check);
+        }
+        // /ready fails, with the reason, while a breaker is open.
+        for breaker in breakers.into_values() {
+            readiness.add_check(breaker);
         }
         let stop_admin = CancellationToken::new();
         let mut admin = JoinSet::new();

@@ -87,7 +87,8 @@ fn shipped_config_is_described_with_every_resolved_value() {
              receivers: otlp/grpc 127.0.0.1:4317 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections, header timeout 10s, body timeout 30s, idle timeout 1m, h2 ping every 30s (timeout 10s), tcp keepalive 1m), \
              otlp/http 127.0.0.1:4318 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections, header timeout 10s, body timeout 30s, idle timeout 1m, h2 ping every 30s (timeout 10s), tcp keepalive 1m), retry_after 1s, max_inflight_bytes 256.0 MiB\n\
              admin: 127.0.0.1:8888 (/ready fails while a queue is over 90% full)\n\
-             exporter debug/console: basic, queue 200000 items, 4 consumers\n\
+             exporter debug/console: basic, queue 200000 items, 4 consumers, \
+             breaker after 5 failures or 10% of 20+ in 30s, open 1s..1m\n\
              pipeline traces: receivers [otlp] -> {redaction} -> {sampling} -> {batch} -> exporters [debug/console]\n\
              pipeline metrics: receivers [otlp] -> {redaction} -> {batch} -> exporters [debug/console]\n\
              pipeline logs: receivers [otlp] -> {redaction} -> {batch} -> exporters [debug/console]\n"
@@ -177,7 +178,7 @@ fn bad_unknown_key_names_the_typo_and_its_line() {
     assert_eq!(
         errors("bad_unknown_key.toml"),
         ["exporters.otlp.jaeger.timout (line 4): unknown field `timout`, expected one of `endpoint`, \
-          `protocol`, `compression`, `headers`, `tenant_header`, `timeout`, `tls`, `retry_on_failure`, `sending_queue`"]
+          `protocol`, `compression`, `headers`, `tenant_header`, `timeout`, `tls`, `retry_on_failure`, `sending_queue`, `circuit_breaker`"]
     );
 }
 

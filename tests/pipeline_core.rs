@@ -116,6 +116,7 @@ fn branch<E: Exporter>(
         queue,
         retry,
         disk: None,
+        breaker: None,
     };
     spawn_branch(
         &settings,

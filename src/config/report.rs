@@ -14,7 +14,7 @@ use crate::telemetry::config::LogFormat;
 /// service: shutdown_timeout 30s, logs "info" as text
 /// receivers: otlp/grpc 127.0.0.1:4317 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections), otlp/http ..., retry_after 1s
 /// admin: 127.0.0.1:8888 (/ready fails while a queue is over 90% full)
-/// exporter debug/console: basic, queue 200000 items, 4 consumers
+/// exporter debug/console: basic, queue 200000 items, 4 consumers, breaker after 5 failures or 10% of 20+ in 30s, open 1s..1m
 /// pipeline traces: receivers [otlp] -> batch(send_batch_size=8192, send_batch_max_size=0 (no limit), timeout=200ms) -> exporters [debug/console]
 /// ```
 pub fn describe(config: &Config) -> String {
@@ -172,9 +172,11 @@ mod tests {
              receivers: otlp/grpc 127.0.0.1:4317 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections, header timeout 10s, body timeout 30s, idle timeout 1m, h2 ping every 30s (timeout 10s), tcp keepalive 1m), \
              otlp/http 127.0.0.1:4318 (max 8.0 MiB, 64.0 MiB decompressed, 100 streams per connection, 1000 connections, header timeout 10s, body timeout 30s, idle timeout 1m, h2 ping every 30s (timeout 10s), tcp keepalive 1m), retry_after 1s, max_inflight_bytes 256.0 MiB\n\
              admin: 127.0.0.1:8888 (/ready fails while a queue is over 90% full)\n\
-             exporter debug/console: basic, queue 200000 items, 4 consumers\n\
+             exporter debug/console: basic, queue 200000 items, 4 consumers, \
+             breaker after 5 failures or 10% of 20+ in 30s, open 1s..1m\n\
              exporter otlp/jaeger: grpc https://j:4317, gzip, timeout 5s, headers [x-api-key], tls (web roots), \
-             retry 5s..30s x1.5 ±0.5, give up after 5m, queue 200000 items, 4 consumers\n\
+             retry 5s..30s x1.5 ±0.5, give up after 5m, queue 200000 items, 4 consumers, \
+             breaker after 5 failures or 10% of 20+ in 30s, open 1s..1m\n\
              pipeline traces: receivers [otlp] -> batch(send_batch_size=8192, send_batch_max_size=0 (no limit), timeout=200ms) \
              -> exporters [debug/console, otlp/jaeger]\n\
              pipeline metrics: not defined\n\

@@ -36,6 +36,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use crate::model::{Batch, Context, Envelope, Signal};
+use crate::settings::breaker::CircuitBreakerConfig;
 use crate::settings::delivery::{RetryConfig, SendingQueueConfig};
 use crate::settings::ConfigError;
 
@@ -221,6 +222,9 @@ pub trait ExporterConfig: fmt::Debug + Send + Sync {
 
     /// Its `retry_on_failure` table; `None` for kinds that never fail (debug).
     fn retry_on_failure(&self) -> Option<&RetryConfig>;
+
+    /// Its `circuit_breaker` table: one breaker per exporter, shared by its workers.
+    fn circuit_breaker(&self) -> &CircuitBreakerConfig;
 
     /// Builds the exporter `id` for `signal`'s pipeline. No connection is
     /// made yet: a backend that is down at start-up is not an error.

@@ -31,6 +31,7 @@ use crate::batch::{BatchConfig, Batcher};
 use crate::budget::ItemBudget;
 use crate::exporter::{DynExporter, Partitioner};
 use crate::model::{Envelope, Signal};
+use crate::queue::breaker::CircuitBreaker;
 use crate::queue::disk::WriterSettings;
 use crate::queue::retry::RetryPolicy;
 use crate::queue::sender::Sender;
@@ -53,6 +54,8 @@ pub struct BranchSettings<'a> {
     pub retry: RetryPolicy,
     /// The exporter's disk queue, opened, when `sending_queue.storage = "disk"`.
     pub disk: Option<DiskQueue>,
+    /// The exporter's circuit breaker (shared by all its workers), if it has one.
+    pub breaker: Option<Arc<CircuitBreaker>>,
 }
 
 /// The tasks of running branches: batchers (and routers), and senders,
@@ -77,7 +80,8 @@ pub fn spawn_branch(
         settings.signal,
         exporter.clone(),
         settings.retry.clone(),
-    );
+    )
+    .with_breaker(settings.breaker.clone());
     if let Some(disk) = &settings.disk {
         let (target, rx) = Target::new(settings.id, TargetKind::Exporter, budget, BATCHER_CHANNEL);
         disk.spawn(

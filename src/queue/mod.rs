@@ -17,6 +17,7 @@
 //! acknowledged after the export finished, and answers a batch's client
 //! (through [`QueuedBatch::durable`]) only once the record is on disk.
 
+pub mod breaker;
 /// The `sending_queue` and `retry_on_failure` tables (kept in [`crate::settings`], where
 /// every exporter kind's config can reach them).
 pub mod config {

@@ -179,6 +179,13 @@ impl Retrying<'_> {
         Some(wait)
     }
 
+    /// Leaves `paused` out of the `max_elapsed_time` budget: time the request
+    /// spent waiting for something other than its own retries (an open
+    /// circuit breaker), so a long outage does not turn into drops.
+    pub fn exclude(&mut self, paused: Duration) {
+        self.started = self.started.checked_add(paused).unwrap_or(self.started);
+    }
+
     /// Sleeps `wait`; `false` when `cancel` fired first.
     pub async fn wait(&self, wait: Duration, cancel: &CancellationToken) -> bool {
         tokio::select! {

@@ -5,6 +5,7 @@
 //! `config.rs` (receiver, batch, queue, each exporter) depends only on this,
 //! and `config/` (which assembles them into `config.toml`) sits above them all.
 
+pub mod breaker;
 pub mod delivery;
 pub mod error;
 pub mod units;

@@ -109,6 +109,10 @@ pub const EXPORTER_ITEMS_DROPPED: &str = "otlp_gateway_exporter_items_dropped_to
 pub const EXPORTER_RETRIES: &str = "otlp_gateway_exporter_retries_total";
 /// Duration of one export attempt, by `exporter`, `signal`.
 pub const EXPORTER_REQUEST_DURATION: &str = "otlp_gateway_exporter_request_duration_seconds";
+/// State of an exporter's circuit breaker, by `exporter`: 0 closed, 1 open, 2 half-open.
+pub const EXPORTER_CIRCUIT_STATE: &str = "otlp_gateway_exporter_circuit_state";
+/// Circuit breaker state changes, by `exporter` and `to` (`open`, `half_open`, `closed`).
+pub const EXPORTER_CIRCUIT_TRANSITIONS: &str = "otlp_gateway_exporter_circuit_transitions_total";
 /// Data points the `prometheusremotewrite` exporter refused before sending (Prometheus
 /// would have failed the whole request), by `exporter` and `reason` (the constants of
 /// `exporter::prometheus::translate::refusal`: `duplicate_label`, `delta`, …).
@@ -238,6 +242,14 @@ pub fn describe() {
         "Items an exporter gave up on, by reason."
     );
     describe_counter!(EXPORTER_RETRIES, "Export retries scheduled.");
+    describe_gauge!(
+        EXPORTER_CIRCUIT_STATE,
+        "State of an exporter's circuit breaker: 0 closed, 1 open, 2 half-open."
+    );
+    describe_counter!(
+        EXPORTER_CIRCUIT_TRANSITIONS,
+        "Circuit breaker state changes, by the state entered."
+    );
     describe_gauge!(
         SPANMETRICS_SERIES,
         "Series held by the span metrics connector (overflow series not counted)."

@@ -6,6 +6,7 @@ use serde::Deserialize;
 
 use crate::exporter::{BuildError, DynExporter, ExporterConfig};
 use crate::model::Signal;
+use crate::settings::breaker::CircuitBreakerConfig;
 use crate::settings::delivery::{RetryConfig, SendingQueueConfig};
 use crate::settings::validate::{join, Validate};
 use crate::settings::ConfigError;
@@ -34,6 +35,10 @@ pub struct DebugExporterConfig {
     /// `[exporters.debug.<name>.sending_queue]`: the queue in front of it. Default: all defaults.
     #[serde(default)]
     pub sending_queue: SendingQueueConfig,
+    /// `[exporters.debug.<name>.circuit_breaker]`: stops sending to a backend that keeps
+    /// failing and probes it with one batch at a time. Default: all defaults (on).
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
 }
 
 fn default_verbosity() -> Verbosity {
@@ -45,6 +50,7 @@ impl Default for DebugExporterConfig {
         DebugExporterConfig {
             verbosity: default_verbosity(),
             sending_queue: SendingQueueConfig::default(),
+            circuit_breaker: CircuitBreakerConfig::default(),
         }
     }
 }
@@ -63,13 +69,16 @@ impl ExporterConfig for DebugExporterConfig {
     fn validate(&self, path: &str, errors: &mut Vec<ConfigError>) {
         self.sending_queue
             .validate(&join(path, "sending_queue"), errors);
+        self.circuit_breaker
+            .validate(&join(path, "circuit_breaker"), errors);
     }
 
     fn describe(&self) -> String {
         format!(
-            "{}, {}",
+            "{}, {}, {}",
             self.verbosity.as_str(),
-            self.sending_queue.describe()
+            self.sending_queue.describe(),
+            self.circuit_breaker.describe()
         )
     }
 
@@ -79,6 +88,10 @@ impl ExporterConfig for DebugExporterConfig {
 
     fn retry_on_failure(&self) -> Option<&RetryConfig> {
         None
+    }
+
+    fn circuit_breaker(&self) -> &CircuitBreakerConfig {
+        &self.circuit_breaker
     }
 
     fn build(&self, id: &str, _signal: Signal) -> Result<Arc<dyn DynExporter>, BuildError> {

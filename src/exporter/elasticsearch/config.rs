@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::exporter::otlp::config::TlsConfig;
 use crate::exporter::{BuildError, DynExporter, ExporterConfig};
 use crate::model::Signal;
+use crate::settings::breaker::CircuitBreakerConfig;
 use crate::settings::delivery::{RetryConfig, SendingQueueConfig};
 use crate::settings::units::{ByteSize, HumanDuration};
 use crate::settings::validate::{join, push, Validate, GREATER_THAN_ZERO};
@@ -130,6 +131,10 @@ pub struct ElasticsearchExporterConfig {
     /// `num_consumers` is the number of bulk requests in flight. Default: all defaults.
     #[serde(default)]
     pub sending_queue: SendingQueueConfig,
+    /// `[exporters.elasticsearch.<name>.circuit_breaker]`: stops sending to a backend that keeps
+    /// failing and probes it with one batch at a time. Default: all defaults (on).
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
 }
 
 fn default_mapping() -> Mapping {
@@ -250,6 +255,8 @@ impl ExporterConfig for ElasticsearchExporterConfig {
             .validate(&join(path, "retry_on_failure"), errors);
         self.sending_queue
             .validate(&join(path, "sending_queue"), errors);
+        self.circuit_breaker
+            .validate(&join(path, "circuit_breaker"), errors);
     }
 
     fn warnings(&self, path: &str, warnings: &mut Vec<ConfigError>) {
@@ -307,6 +314,7 @@ impl ExporterConfig for ElasticsearchExporterConfig {
         }
         parts.push(self.retry_on_failure.describe());
         parts.push(self.sending_queue.describe());
+        parts.push(self.circuit_breaker.describe());
         parts.join(", ")
     }
 
@@ -316,6 +324,10 @@ impl ExporterConfig for ElasticsearchExporterConfig {
 
     fn retry_on_failure(&self) -> Option<&RetryConfig> {
         Some(&self.retry_on_failure)
+    }
+
+    fn circuit_breaker(&self) -> &CircuitBreakerConfig {
+        &self.circuit_breaker
     }
 
     fn build(&self, id: &str, signal: Signal) -> Result<Arc<dyn DynExporter>, BuildError> {

@@ -10,6 +10,7 @@ use crate::exporter::otlp::config::{Compression, OtlpExporterConfig, OtlpProtoco
 use crate::exporter::otlp::TENANT_PLACEHOLDER;
 use crate::exporter::{BuildError, DynExporter, ExporterConfig};
 use crate::model::Signal;
+use crate::settings::breaker::CircuitBreakerConfig;
 use crate::settings::delivery::{RetryConfig, SendingQueueConfig};
 use crate::settings::units::HumanDuration;
 use crate::settings::validate::push;
@@ -53,6 +54,10 @@ pub struct JaegerExporterConfig {
     /// `[exporters.jaeger.<name>.sending_queue]`. Default: all defaults.
     #[serde(default)]
     pub sending_queue: SendingQueueConfig,
+    /// `[exporters.jaeger.<name>.circuit_breaker]`: stops sending to a backend that keeps
+    /// failing and probes it with one batch at a time. Default: all defaults (on).
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
 }
 
 fn default_compression() -> JaegerCompression {
@@ -79,6 +84,7 @@ impl JaegerExporterConfig {
             tls: self.tls.clone(),
             retry_on_failure: self.retry_on_failure.clone(),
             sending_queue: self.sending_queue.clone(),
+            circuit_breaker: self.circuit_breaker.clone(),
         }
     }
 }
@@ -113,6 +119,10 @@ impl ExporterConfig for JaegerExporterConfig {
 
     fn retry_on_failure(&self) -> Option<&RetryConfig> {
         Some(&self.retry_on_failure)
+    }
+
+    fn circuit_breaker(&self) -> &CircuitBreakerConfig {
+        &self.circuit_breaker
     }
 
     fn build(&self, id: &str, signal: Signal) -> Result<Arc<dyn DynExporter>, BuildError> {

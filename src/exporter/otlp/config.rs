@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use crate::exporter::{BuildError, DynExporter, ExporterConfig};
 use crate::model::Signal;
+use crate::settings::breaker::CircuitBreakerConfig;
 use crate::settings::delivery::{RetryConfig, SendingQueueConfig};
 use crate::settings::units::HumanDuration;
 use crate::settings::validate::{file_problem, join, push, Validate, GREATER_THAN_ZERO};
@@ -88,6 +89,10 @@ pub struct OtlpExporterConfig {
     /// `[exporters.otlp.<name>.sending_queue]`: the queue in front of it. Default: all defaults.
     #[serde(default)]
     pub sending_queue: SendingQueueConfig,
+    /// `[exporters.otlp.<name>.circuit_breaker]`: stops sending to a backend that keeps
+    /// failing and probes it with one batch at a time. Default: all defaults (on).
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
 }
 
 fn default_protocol() -> OtlpProtocol {
@@ -187,6 +192,8 @@ impl ExporterConfig for OtlpExporterConfig {
             .validate(&join(path, "retry_on_failure"), errors);
         self.sending_queue
             .validate(&join(path, "sending_queue"), errors);
+        self.circuit_breaker
+            .validate(&join(path, "circuit_breaker"), errors);
     }
 
     fn warnings(&self, path: &str, warnings: &mut Vec<ConfigError>) {
@@ -217,6 +224,7 @@ impl ExporterConfig for OtlpExporterConfig {
         }
         parts.push(self.retry_on_failure.describe());
         parts.push(self.sending_queue.describe());
+        parts.push(self.circuit_breaker.describe());
         parts.join(", ")
     }
 
@@ -226,6 +234,10 @@ impl ExporterConfig for OtlpExporterConfig {
 
     fn retry_on_failure(&self) -> Option<&RetryConfig> {
         Some(&self.retry_on_failure)
+    }
+
+    fn circuit_breaker(&self) -> &CircuitBreakerConfig {
+        &self.circuit_breaker
     }
 
     fn build(&self, id: &str, _signal: Signal) -> Result<Arc<dyn DynExporter>, BuildError> {

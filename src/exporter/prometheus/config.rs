@@ -12,6 +12,7 @@ use crate::exporter::otlp::config::TlsConfig;
 use crate::exporter::otlp::TENANT_PLACEHOLDER;
 use crate::exporter::{BuildError, DynExporter, ExporterConfig};
 use crate::model::Signal;
+use crate::settings::breaker::CircuitBreakerConfig;
 use crate::settings::delivery::{RetryConfig, SendingQueueConfig};
 use crate::settings::units::HumanDuration;
 use crate::settings::validate::{join, push, Validate, GREATER_THAN_ZERO};
@@ -95,6 +96,10 @@ pub struct PrometheusExporterConfig {
     /// the shards; `num_consumers` is replaced by `num_shards`.
     #[serde(default)]
     pub sending_queue: SendingQueueConfig,
+    /// `[exporters.prometheusremotewrite.<name>.circuit_breaker]`: stops sending to a backend that keeps
+    /// failing and probes it with one batch at a time. Default: all defaults (on).
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
     /// `sending_queue` with `num_consumers = num_shards`, made on first use.
     #[serde(skip)]
     shard_queue: OnceLock<SendingQueueConfig>,
@@ -249,6 +254,8 @@ impl ExporterConfig for PrometheusExporterConfig {
             .validate(&join(path, "retry_on_failure"), errors);
         self.sending_queue
             .validate(&join(path, "sending_queue"), errors);
+        self.circuit_breaker
+            .validate(&join(path, "circuit_breaker"), errors);
     }
 
     fn warnings(&self, path: &str, warnings: &mut Vec<ConfigError>) {
@@ -310,6 +317,7 @@ impl ExporterConfig for PrometheusExporterConfig {
         }
         parts.push(self.retry_on_failure.describe());
         parts.push(format!("queue {} items", self.sending_queue.queue_size));
+        parts.push(self.circuit_breaker.describe());
         parts.join(", ")
     }
 
@@ -322,6 +330,10 @@ impl ExporterConfig for PrometheusExporterConfig {
 
     fn retry_on_failure(&self) -> Option<&RetryConfig> {
         Some(&self.retry_on_failure)
+    }
+
+    fn circuit_breaker(&self) -> &CircuitBreakerConfig {
+        &self.circuit_breaker
     }
 
     fn build(&self, id: &str, signal: Signal) -> Result<Arc<dyn DynExporter>, BuildError> {
