@@ -118,6 +118,11 @@ fn start(config_path: &Path) -> Running {
         .spawn()
         .expect("the gateway starts");
     let stderr = child.stderr.take().expect("stderr");
+    // Killed on drop, also when no start line comes.
+    let mut running = Running {
+        child,
+        http: SocketAddr::from(([127, 0, 0, 1], 0)),
+    };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -137,8 +142,8 @@ fn start(config_path: &Path) -> Running {
         if line.contains("Gateway started.") {
             let from = line.find("http_addr=Some(").expect("http address") + 15;
             let to = from + line[from..].find(')').expect(")");
-            let http = line[from..to].parse().expect("an address");
-            return Running { child, http };
+            running.http = line[from..to].parse().expect("an address");
+            return running;
         }
         seen.push(line);
     }
