@@ -32,6 +32,10 @@ use crate::model::{Batch, Context};
 
 /// Bytes read from a segment at once (more when one record is larger).
 const READ_CHUNK: u64 = 1 << 20;
+/// Bytes of just-committed records kept in memory per queue, so that a
+/// reader that keeps up takes them from there instead of reading them back
+/// from the page cache (a copy, a zeroed buffer and a second CRC per record).
+const HOT_TAIL_BYTES: u64 = 32 << 20;
 /// Consecutive failed syncs after which the storage is unhealthy.
 const UNHEALTHY_AFTER: u32 = 3;
 const CURSOR_FILE: &str = "cursor";
@@ -147,6 +151,25 @@ struct Writer {
     /// too, so that every record of the group is refused.
     poisoned: bool,
     buf: Vec<u8>,
+    /// First sequence of the segment being written.
+    segment: u64,
+    /// Records appended since the last commit, for the hot tail.
+    appended: Vec<Cached>,
+}
+
+/// A committed record still in memory, at its place in the log.
+struct Cached {
+    segment: u64,
+    offset: u64,
+    len: u64,
+    record: Record,
+}
+
+/// The most recently committed records (at most [`HOT_TAIL_BYTES`]), in log order.
+#[derive(Default)]
+struct HotTail {
+    entries: std::collections::VecDeque<Cached>,
+    bytes: u64,
 }
 
 struct Reader {
@@ -176,6 +199,7 @@ pub struct Log {
     state: Mutex<State>,
     writer: Mutex<Writer>,
     reader: Mutex<Reader>,
+    hot: Mutex<HotTail>,
     unhealthy: AtomicBool,
     pub counters: LogCounters,
 }
@@ -381,7 +405,10 @@ impl Log {
                 failures: 0,
                 poisoned: false,
                 buf: Vec::new(),
+                segment: next_seq,
+                appended: Vec::new(),
             }),
+            hot: Mutex::new(HotTail::default()),
             reader: Mutex::new(Reader {
                 segment: reader_start,
                 offset: 0,
@@ -471,6 +498,7 @@ impl Log {
         writer.file = file.clone();
         writer.offset = 0;
         writer.capacity = size;
+        writer.segment = writer.next_seq;
         let mut state = lock(&self.state);
         if state
             .segments
@@ -523,6 +551,13 @@ impl Log {
         }
         let mut writer = lock(&self.writer);
         let need = record::encoded_len(context, batch) as u64;
+        if need > u64::from(u32::MAX) {
+            return Err(LogError::Io {
+                dir: self.dir.clone(),
+                op: "write a record",
+                source: io::Error::new(io::ErrorKind::InvalidInput, "batch over 4 GiB"),
+            });
+        }
         if writer.offset + need > writer.capacity {
             // Seal the full segment: what it holds is made durable first.
             if writer.uncommitted > 0 {
@@ -533,9 +568,13 @@ impl Log {
         let seq = writer.next_seq;
         let Writer { buf, .. } = &mut *writer;
         buf.clear();
-        record::encode(buf, seq, context, batch);
+        record::encode_head(buf, seq, context, batch);
         let (file, offset) = (writer.file.clone(), writer.offset);
-        if let Err(source) = file.write_at(&writer.buf, offset) {
+        // The head, then the batch from its own buffers (no copy into one record buffer).
+        let mut parts = Vec::with_capacity(1 + batch.segments().len());
+        parts.push(&writer.buf[..]);
+        parts.extend(batch.segments().iter().map(|s| &s[..]));
+        if let Err(source) = file.write_all_vectored_at(&parts, offset) {
             self.storage_failed(&mut writer);
             return Err(LogError::Io {
                 dir: self.dir.clone(),
@@ -543,6 +582,17 @@ impl Log {
                 source,
             });
         }
+        let cached = Cached {
+            segment: writer.segment,
+            offset: writer.offset,
+            len: need,
+            record: Record {
+                sequence: seq,
+                context: context.clone(),
+                batch: batch.clone(),
+            },
+        };
+        writer.appended.push(cached);
         writer.offset += need;
         writer.next_seq += 1;
         writer.uncommitted += 1;
@@ -584,6 +634,19 @@ impl Log {
                 last.end = writer.offset;
             }
         }
+        if !writer.appended.is_empty() {
+            let mut hot = lock(&self.hot);
+            for cached in writer.appended.drain(..) {
+                hot.bytes += cached.len;
+                hot.entries.push_back(cached);
+            }
+            while hot.bytes > HOT_TAIL_BYTES {
+                match hot.entries.pop_front() {
+                    Some(old) => hot.bytes -= old.len,
+                    None => break,
+                }
+            }
+        }
         if std::mem::take(&mut writer.poisoned) {
             return Err(LogError::Io {
                 dir: self.dir.clone(),
@@ -619,6 +682,7 @@ impl Log {
         writer.failures += 1;
         writer.uncommitted = 0;
         writer.poisoned = true;
+        writer.appended.clear();
         {
             // The abandoned records were refused: nobody waits for them, and
             // the cursor must not wait for them either.
@@ -706,6 +770,11 @@ impl Log {
                 }
                 None => false,
             };
+            match self.take_hot(&mut reader, cursor, &mut out, &mut items, max_items) {
+                Hot::Full => break,
+                Hot::Taken => continue,
+                Hot::Missed => {}
+            }
             if reader.offset + HEADER as u64 > end {
                 if sealed && next_segment(&mut reader, out.is_empty()) {
                     continue;
@@ -800,6 +869,61 @@ impl Log {
             }
         }
         Ok(Self::batch_of(&mut reader, out))
+    }
+
+    /// Takes the records at the reader's position from the hot tail, as far
+    /// as they are contiguous there and fit the delivery.
+    fn take_hot(
+        &self,
+        reader: &mut Reader,
+        cursor: u64,
+        out: &mut Vec<Record>,
+        items: &mut u64,
+        max_items: u64,
+    ) -> Hot {
+        let mut hot = lock(&self.hot);
+        // What lies before the reader was read from disk (or skipped) already.
+        while let Some(front) = hot.entries.front() {
+            if (front.segment, front.offset) >= (reader.segment, reader.offset) {
+                break;
+            }
+            let len = front.len;
+            hot.entries.pop_front();
+            hot.bytes -= len;
+        }
+        let mut taken = false;
+        while let Some(front) = hot.entries.front() {
+            if front.segment != reader.segment || front.offset != reader.offset {
+                break;
+            }
+            let record = &front.record;
+            if let Some(first) = out.first() {
+                if first.context != record.context
+                    || first.batch.signal() != record.batch.signal()
+                    || *items + record.batch.items() > max_items
+                {
+                    return Hot::Full;
+                }
+            }
+            let Some(cached) = hot.entries.pop_front() else {
+                break;
+            };
+            hot.bytes -= cached.len;
+            reader.offset += cached.len;
+            taken = true;
+            if cached.record.sequence >= cursor {
+                *items += cached.record.batch.items();
+                out.push(cached.record);
+            }
+            if *items >= max_items {
+                return Hot::Full;
+            }
+        }
+        if taken {
+            Hot::Taken
+        } else {
+            Hot::Missed
+        }
     }
 
     fn finish_large(
@@ -981,6 +1105,16 @@ impl Log {
         self.persist()?;
         Ok(Some(lost))
     }
+}
+
+/// What the hot tail gave a read.
+enum Hot {
+    /// The delivery is full (items or another context next).
+    Full,
+    /// Some records; go on from the new position.
+    Taken,
+    /// Nothing at the reader's position.
+    Missed,
 }
 
 /// The writer's file before its first segment.

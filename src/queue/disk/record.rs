@@ -89,6 +89,16 @@ pub fn encoded_len(context: &Context, batch: &Batch) -> usize {
 
 /// Appends the record of `batch` to `out`.
 pub fn encode(out: &mut Vec<u8>, sequence: u64, context: &Context, batch: &Batch) {
+    encode_head(out, sequence, context, batch);
+    for segment in batch.segments() {
+        out.extend_from_slice(segment);
+    }
+}
+
+/// Appends everything of the record of `batch` but the batch itself (which
+/// follows it on disk, written from its own buffers: no copy), with the
+/// length and checksum covering the batch too.
+pub fn encode_head(out: &mut Vec<u8>, sequence: u64, context: &Context, batch: &Batch) {
     let start = out.len();
     out.extend_from_slice(&[0; HEADER]);
     let mut flags = 0;
@@ -110,12 +120,15 @@ pub fn encode(out: &mut Vec<u8>, sequence: u64, context: &Context, batch: &Batch
     {
         put_str(out, value);
     }
+    let head = &out[start + HEADER..];
+    let mut crc = crc32c::crc32c(head);
+    let mut len = head.len();
     for segment in batch.segments() {
-        out.extend_from_slice(segment);
+        crc = crc32c::crc32c_append(crc, segment);
+        len += segment.len();
     }
-    let body = &out[start + HEADER..];
-    let len = u32::try_from(body.len()).unwrap_or(u32::MAX);
-    let crc = crc32c::crc32c(body);
+    // Records are at most a request body (far below 4 GiB); `Log::append` refuses larger.
+    let len = u32::try_from(len).unwrap_or(u32::MAX);
     out[start..start + 4].copy_from_slice(&len.to_le_bytes());
     out[start + 4..start + 8].copy_from_slice(&crc.to_le_bytes());
 }
