@@ -1,6 +1,9 @@
 //! The binary: `check-config` output and exit codes, refusing to start on a
 //! bad config, and a graceful exit 0 on SIGTERM.
 
+#[path = "support/process.rs"]
+mod process;
+
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -209,28 +212,10 @@ impl Drop for Running {
     }
 }
 
-/// `line` without terminal colour codes (`ESC [ … m`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 impl Running {
     /// The address a listener reported in the start line (`grpc_addr=Some(…)`).
     fn addr(&self, field: &str) -> std::net::SocketAddr {
-        let line = strip_ansi(self.seen.last().expect("start line"));
+        let line = process::strip_ansi(self.seen.last().expect("start line"));
         let from = line
             .find(&format!("{field}=Some("))
             .unwrap_or_else(|| panic!("{field} in {line}"))

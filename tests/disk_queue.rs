@@ -23,6 +23,7 @@ use otlp_gateway::testkit;
 use prost::Message;
 
 use support::fake_otlp::{Answer, Code, Failure, FakeOtlp};
+use support::process::strip_ansi;
 
 /// How long any one step may take.
 const LIMIT: Duration = Duration::from_secs(60);
@@ -86,24 +87,6 @@ impl Drop for Running {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-/// `line` without terminal colour codes.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::new();
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// Starts the gateway on `config_path` and waits for its start line.
@@ -365,51 +348,44 @@ async fn a_full_disk_queue_refuses_retryably_and_loses_nothing() {
     }
 }
 
-#[test]
-fn check_config_refuses_bad_disk_queue_settings_with_the_key_path() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("gw.toml");
-    std::fs::write(
-        &path,
-        config(
-            &dir.path().join("queue"),
-            "http://127.0.0.1:1",
-            "max_bytes = \"100KiB\"\ndurability = \"sometimes\"",
-        ),
-    )
-    .unwrap();
+/// Runs `check-config` on `config`: whether it passed, and what it printed.
+fn check_config(path: &Path, config: &str) -> (bool, String) {
+    std::fs::write(path, config).unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_otlp-gateway"))
         .arg("check-config")
         .arg("--config")
-        .arg(&path)
+        .arg(path)
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&output.stderr).to_string()
         + &String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "{text}");
+    (output.status.success(), text)
+}
+
+#[test]
+fn check_config_refuses_bad_disk_queue_settings_with_the_key_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gw.toml");
+    let queue = dir.path().join("queue");
+    let (ok, text) = check_config(
+        &path,
+        &config(
+            &queue,
+            "http://127.0.0.1:1",
+            "max_bytes = \"100KiB\"\ndurability = \"sometimes\"",
+        ),
+    );
+    assert!(!ok, "{text}");
     assert!(
         text.contains("exporters.otlp.backend.sending_queue.disk.durability"),
         "{text}"
     );
 
-    std::fs::write(
+    let (ok, text) = check_config(
         &path,
-        config(
-            &dir.path().join("queue"),
-            "http://127.0.0.1:1",
-            "max_bytes = \"100KiB\"",
-        ),
-    )
-    .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_otlp-gateway"))
-        .arg("check-config")
-        .arg("--config")
-        .arg(&path)
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&output.stderr).to_string()
-        + &String::from_utf8_lossy(&output.stdout);
-    assert!(!output.status.success(), "{text}");
+        &config(&queue, "http://127.0.0.1:1", "max_bytes = \"100KiB\""),
+    );
+    assert!(!ok, "{text}");
     assert!(
         text.contains("exporters.otlp.backend.sending_queue.disk.max_bytes")
             && text.contains("at least segment_bytes"),

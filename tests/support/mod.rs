@@ -3,4 +3,5 @@ pub mod fake_otlp;
 pub mod gateway;
 pub mod jaeger;
 pub mod sdk;
+pub mod process;
 pub mod prometheus;

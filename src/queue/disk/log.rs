@@ -484,10 +484,7 @@ impl Log {
             None => return Err(LogError::Full(self.dir.clone())),
         };
         let path = segment_path(&self.dir, writer.next_seq);
-        let io = |op| {
-            let dir = self.dir.clone();
-            move |source| LogError::Io { dir, op, source }
-        };
+        let io = |op| self.io_error(op);
         let file = self
             .fs
             .create(&path, size)
@@ -521,6 +518,15 @@ impl Log {
             _space: space,
         });
         Ok(())
+    }
+
+    /// Turns an I/O error of operation `op` into a [`LogError`] naming this log's directory.
+    fn io_error(&self, op: &'static str) -> impl Fn(io::Error) -> LogError + '_ {
+        move |source| LogError::Io {
+            dir: self.dir.clone(),
+            op,
+            source,
+        }
     }
 
     /// Whether repeated failures made the storage unusable.
@@ -818,14 +824,7 @@ impl Log {
                             reader.offset,
                             (HEADER + body_len) as u64,
                         )?;
-                        return self.finish_large(
-                            &mut reader,
-                            whole,
-                            cursor,
-                            out,
-                            items,
-                            max_items,
-                        );
+                        return self.finish_large(&mut reader, whole, cursor, out);
                     }
                     break;
                 }
@@ -932,8 +931,6 @@ impl Log {
         whole: Bytes,
         cursor: u64,
         mut out: Vec<Record>,
-        _items: u64,
-        _max_items: u64,
     ) -> Result<Option<ReadBatch>, LogError> {
         let mut header = [0; HEADER];
         header.copy_from_slice(&whole[..HEADER]);
@@ -1026,10 +1023,7 @@ impl Log {
     /// [`LogError::Io`] when the cursor cannot be written (no segment is deleted then).
     pub fn persist(&self) -> Result<(), LogError> {
         let cursor = lock(&self.state).cursor;
-        let io = |op| {
-            let dir = self.dir.clone();
-            move |source| LogError::Io { dir, op, source }
-        };
+        let io = |op| self.io_error(op);
         if cursor != lock(&self.state).persisted_cursor {
             self.fs
                 .write_atomic(&self.dir.join(CURSOR_FILE), &encode_cursor(cursor))

@@ -271,6 +271,8 @@ impl Queue for DiskQueue {
         }
     }
 
+    /// Nothing to do: the writer stops when its input channel closes (the
+    /// fan-out dropped), and readers stop once it has and the log is read.
     fn close(&self) {}
 
     fn len(&self) -> usize {
